@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI routers only. Parses, authenticates, picks the response type."""

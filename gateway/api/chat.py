@@ -1,0 +1,65 @@
+"""POST /v1/chat/completions: parse, hand to the chat service, pick JSON or SSE."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from gateway.api.deps import ServicesDep
+from gateway.api.protocol import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    ErrorResponse,
+    ResponseMessage,
+    Usage,
+)
+from gateway.api.streaming import sse_response
+from gateway.service.chat import ChatTask
+
+router = APIRouter(tags=["openai"])
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 413, 502, 503)}
+
+
+def to_task(body: ChatCompletionRequest) -> ChatTask:
+    messages = [
+        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        for m in body.messages
+    ]
+    return ChatTask(
+        messages=messages,
+        model=body.model,
+        response_format=body.response_format,
+        max_tokens=body.token_limit(),
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=body.stop_tuple(),
+    )
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)
+async def chat_completions(body: ChatCompletionRequest, services: ServicesDep) -> Response:
+    prepared = services.chat.prepare(to_task(body))
+    headers = {"X-Gateway-Adapter": prepared.adapter_name or services.settings.served_model_name}
+    if prepared.constraint is not None and prepared.constraint.name:
+        headers["X-Gateway-Schema"] = prepared.constraint.name
+    if body.stream:
+        return await sse_response(
+            services.chat.stream(prepared),
+            completion_id=prepared.params.request_id,
+            model=body.model,
+            include_usage=body.include_usage(),
+            headers=headers,
+        )
+    result = await services.chat.complete(prepared)
+    headers["X-Gateway-Attempts"] = str(result.attempts)
+    completion = ChatCompletion(
+        id=prepared.params.request_id,
+        model=body.model,
+        choices=[
+            Choice(message=ResponseMessage(content=result.text), finish_reason=result.finish_reason)
+        ],
+        usage=Usage.of(result.num_prompt_tokens, result.num_output_tokens),
+    )
+    return JSONResponse(completion.model_dump(), headers=headers)

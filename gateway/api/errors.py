@@ -1,0 +1,57 @@
+"""Every error leaves the gateway as an OpenAI-shaped body with a machine code."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from gateway import errors
+
+log = logging.getLogger(__name__)
+
+
+def error_response(exc: errors.GatewayError) -> JSONResponse:
+    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+
+
+def _describe(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON", None
+    if first.get("type") == "extra_forbidden":
+        from gateway.api.protocol import LEGACY_FIELDS
+
+        hint = LEGACY_FIELDS.get(loc[-1]) if loc else None
+        message = f"unknown parameter {param!r}"
+        return (f"{message}: {hint}" if hint else message), param
+    return f"{param or 'body'}: {first.get('msg', 'invalid value')}", param
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.GatewayError)
+    async def _gateway(_: Request, exc: errors.GatewayError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _describe(exc)
+        return error_response(errors.InvalidRequest(message, param=param))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        err = errors.InvalidRequest(str(exc.detail))
+        body = err.to_body()
+        body["error"]["code"] = "not_found" if exc.status_code == 404 else "http_error"
+        return JSONResponse(body, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(errors.GatewayError("internal error"))

@@ -1,0 +1,74 @@
+"""Server-sent events in the OpenAI chunk format.
+
+The first engine chunk is awaited before the response starts, so errors the engine
+raises on admission (e.g. a schema its backend cannot enforce) still get a proper
+4xx status. Later failures end the stream with an ``error`` event and no ``[DONE]``,
+which the OpenAI SDK raises as an ``APIError``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+
+from gateway import errors
+from gateway.engine.types import GenerationChunk
+
+
+def _event(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+async def sse_response(
+    chunks: AsyncIterator[GenerationChunk],
+    *,
+    completion_id: str,
+    model: str,
+    include_usage: bool,
+    headers: dict[str, str],
+) -> StreamingResponse:
+    first = await anext(chunks)  # may raise a GatewayError -> normal error response
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> str:
+        return _event(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+                ],
+            }
+        )
+
+    async def body() -> AsyncIterator[str]:
+        current: GenerationChunk | None = first
+        yield chunk({"role": "assistant", "content": ""}, None)
+        try:
+            while current is not None:
+                if current.text:
+                    yield chunk({"content": current.text}, None)
+                if current.finish_reason is not None:
+                    yield chunk({}, current.finish_reason)
+                    if include_usage:
+                        usage = {
+                            "prompt_tokens": current.num_prompt_tokens,
+                            "completion_tokens": current.num_output_tokens,
+                            "total_tokens": current.num_prompt_tokens + current.num_output_tokens,
+                        }
+                        yield _event({"id": completion_id, "object": "chat.completion.chunk",
+                                      "created": created, "model": model, "choices": [],
+                                      "usage": usage})  # fmt: skip
+                    yield "data: [DONE]\n\n"
+                    return
+                current = await anext(chunks, None)
+        except errors.GatewayError as exc:
+            yield _event(exc.to_body())
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

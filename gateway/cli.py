@@ -1,0 +1,101 @@
+"""``gateway serve | model pull | schemas export``: the operator's entry points."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gateway.config import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    for spec in getattr(args, "adapter", None) or []:
+        name, _, path = spec.partition("=")
+        if not name or not path:
+            sys.exit(f"--adapter expects NAME=PATH, got {spec!r}")
+        overrides.setdefault("adapters", {})[name] = Path(path)
+    settings = Settings(**overrides)
+    if "adapters" in overrides:  # --adapter adds to, not replaces, configured ones
+        merged = {**Settings().adapters, **overrides["adapters"]}
+        settings = settings.model_copy(update={"adapters": merged})
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.logs import setup_logging
+    from gateway.server import create_app
+
+    setup_logging()
+    settings = _settings(args)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    return 1 if app.state.startup_error else 0
+
+
+def cmd_model_pull(args: argparse.Namespace) -> int:
+    from gateway.models import resolve_model
+
+    settings = Settings()
+    info = resolve_model(settings.model_dir, settings.model_cache_dir)
+    print(json.dumps({"name": info.name, "path": str(info.path), "fingerprint": info.fingerprint}))
+    return 0
+
+
+def cmd_schemas_export(args: argparse.Namespace) -> int:
+    from schemas import NAMED_MODELS
+
+    settings = Settings()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, factory in NAMED_MODELS.items():
+        schema = factory(tuple(settings.intent_labels)).model_json_schema()
+        (out / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
+        print(out / f"{name}.schema.json")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Structured-output LLM gateway with per-request LoRA adapters. "
+        "Settings come from GATEWAY_* env vars and the file in GATEWAY_CONFIG.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the HTTP gateway and the vLLM engine")
+    serve.add_argument("--host", help="bind address (default from settings: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default from settings: 8000)")
+    serve.add_argument(
+        "--adapter", action="append", metavar="NAME=PATH", help="serve a PEFT adapter; repeatable"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    model = sub.add_parser("model", help="base-model provisioning")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    pull = model_sub.add_parser("pull", help="provision and verify the configured base model")
+    pull.set_defaults(func=cmd_model_pull)
+
+    schemas = sub.add_parser("schemas", help="output contracts")
+    schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
+    export = schemas_sub.add_parser("export", help="write the named schemas as JSON Schema files")
+    export.add_argument("--out", default="schemas/generated")
+    export.set_defaults(func=cmd_schemas_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""What the service layer hands the engine and gets back. No vLLM imports here, so the
+service (and its unit tests) can depend on these without loading the engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class LoraRef:
+    """One adapter as the engine knows it: vLLM wants a stable, unique integer id."""
+
+    name: str
+    lora_id: int
+    path: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """One generation: prompt already tokenised, constraint already resolved."""
+
+    request_id: str
+    prompt_token_ids: list[int]
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    json_schema: dict[str, Any] | None = None
+    json_object: bool = False
+    lora: LoraRef | None = None
+
+
+@dataclass
+class GenerationChunk:
+    """A delta of generated text; the last one carries ``finish_reason``."""
+
+    text: str
+    num_prompt_tokens: int
+    num_output_tokens: int
+    finish_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EngineClient(Protocol):
+    """The engine as the service sees it. ``VllmEngine`` is the real one."""
+
+    max_model_len: int
+
+    @property
+    def is_ready(self) -> bool: ...
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]: ...
+
+    def generate(self, params: GenerationParams) -> AsyncIterator[GenerationChunk]: ...
+
+    async def add_lora(self, lora: LoraRef) -> None: ...

@@ -1,0 +1,113 @@
+"""One exception tree: every failure the gateway reports carries its HTTP status,
+a machine-readable code, whether a retry may help, and a hint for the caller.
+
+The HTTP layer turns these into OpenAI-shaped error bodies; nothing else does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class GatewayError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    error_type: ClassVar[str] = "server_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, param: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.hint = hint
+
+    def to_body(self) -> dict[str, Any]:
+        """The OpenAI error shape, plus our ``retryable`` and ``hint``."""
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.error_type,
+            "param": self.param,
+            "code": self.code,
+            "retryable": self.retryable,
+        }
+        if self.hint:
+            error["hint"] = self.hint
+        return {"error": error}
+
+
+class InvalidRequest(GatewayError):
+    status_code = 400
+    code = "invalid_request"
+    error_type = "invalid_request_error"
+
+
+class BodyTooLarge(InvalidRequest):
+    status_code = 413
+    code = "body_too_large"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "unsupported_parameter"
+
+
+class MaxTokensExceeded(InvalidRequest):
+    code = "max_tokens_exceeded"
+
+
+class PromptTooLong(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class SchemaInvalid(InvalidRequest):
+    code = "schema_invalid"
+
+
+class SchemaTooLarge(InvalidRequest):
+    code = "schema_too_large"
+
+
+class SchemaUnsupported(InvalidRequest):
+    code = "schema_unsupported"
+
+
+class SchemaNotFound(InvalidRequest):
+    status_code = 404
+    code = "schema_not_found"
+
+
+class AdapterNotFound(InvalidRequest):
+    status_code = 404
+    code = "adapter_not_found"
+    error_type = "not_found_error"
+
+
+class OutputError(GatewayError):
+    """The engine produced something that is not a valid answer for the request."""
+
+    status_code = 502
+    error_type = "output_error"
+    retryable = True
+
+    def __init__(self, message: str, *, raw_output: str = "", **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.raw_output = raw_output
+
+
+class OutputTruncated(OutputError):
+    code = "output_truncated"
+
+
+class OutputInvalid(OutputError):
+    code = "output_invalid"
+
+
+class EngineUnavailable(GatewayError):
+    status_code = 503
+    code = "engine_unavailable"
+    retryable = True
+
+
+class EngineFailed(GatewayError):
+    status_code = 500
+    code = "engine_error"
+    retryable = True

@@ -1,0 +1,170 @@
+"""Wiring: settings -> model -> engine -> services -> FastAPI app.
+
+The engine starts in the background so ``/health`` answers at once and ``/ready``
+tells the truth while the model loads. If start-up fails, the reason is kept for
+``/ready`` and the process is asked to stop, so an orchestrator restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from gateway import errors
+from gateway.api import chat, classify, health, models
+from gateway.api import errors as api_errors
+from gateway.config import Settings
+from gateway.engine.types import EngineClient
+from gateway.service import Services
+
+log = logging.getLogger("gateway")
+
+EngineFactory = Callable[[Settings], Any]
+
+
+class BodyLimit:
+    """Refuses request bodies over ``max_bytes`` before they are buffered (413)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        seen = 0
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._reject(send)
+
+    async def _reject(self, send: Callable) -> None:
+        body = errors.BodyTooLarge(f"the request body is over {self.max_bytes} bytes").to_body()
+        payload = json.dumps(body).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def default_engine(settings: Settings) -> tuple[EngineClient, str]:
+    from gateway.engine.vllm_engine import EngineOptions, VllmEngine
+    from gateway.models import resolve_model
+
+    info = resolve_model(settings.model_dir, settings.model_cache_dir)
+    options = EngineOptions(
+        model_path=str(info.path),
+        quantization=settings.quantization,
+        dtype=settings.dtype,
+        max_model_len=settings.max_model_len,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        max_num_seqs=settings.max_num_seqs,
+        max_loras=settings.max_loras,
+        max_cpu_loras=settings.max_cpu_loras,
+        max_lora_rank=settings.max_lora_rank,
+        structured_backend=settings.structured_backend,
+        disable_any_whitespace=settings.disable_any_whitespace,
+        enforce_eager=settings.enforce_eager,
+        seed=settings.seed,
+    )
+    return VllmEngine(options), info.name
+
+
+async def start_services(
+    app: FastAPI,
+    settings: Settings,
+    factory: Callable[[Settings], tuple[EngineClient, str]],
+    exit_on_failure: bool,
+) -> None:
+    try:
+        engine, base_name = await asyncio.to_thread(factory, settings)
+        services = Services.build(settings, engine, base_name)
+        for name, path in settings.adapters.items():
+            services.adapters.add(name, path)  # validate every adapter before the engine starts
+        app.state.engine = engine
+        await engine.start()  # type: ignore[attr-defined]
+        for adapter in services.adapters.all():
+            await engine.add_lora(adapter.lora)
+        app.state.services = services
+        log.info("gateway ready: base=%s adapters=%s", base_name, sorted(settings.adapters))
+        print(ready_banner(settings), flush=True)
+    except Exception as exc:
+        app.state.startup_error = f"{type(exc).__name__}: {exc}"
+        log.exception("start-up failed")
+        if exit_on_failure:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def ready_banner(settings: Settings) -> str:
+    url = f"http://{settings.host}:{settings.port}"
+    adapter = next(iter(settings.adapters), None)
+    body = {"text": "I was charged twice for my subscription this month"}
+    if adapter:
+        body["adapter"] = adapter
+    return (
+        f"\nGateway ready on {url} (OpenAI base URL: {url}/v1)\n"
+        f"Try:\n  curl -s {url}/v1/classify -H 'Content-Type: application/json' "
+        f"-d '{json.dumps(body)}'\n"
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine_factory: Callable[[Settings], tuple[EngineClient, str]] = default_engine,
+    *,
+    exit_on_failure: bool = True,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.startup_error = None
+        starting = asyncio.create_task(
+            start_services(app, settings, engine_factory, exit_on_failure)
+        )
+        yield
+        starting.cancel()
+        engine = getattr(app.state, "engine", None)
+        if engine is not None and hasattr(engine, "shutdown"):
+            engine.shutdown()
+
+    app = FastAPI(
+        title="lora-gateway",
+        version="0.1.0",
+        description="Structured JSON from one base model and many LoRA adapters.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    api_errors.install(app)
+    for router in (health.router, models.router, chat.router, classify.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

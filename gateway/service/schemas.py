@@ -1,0 +1,199 @@
+"""Schema resolution: turn a request's ``response_format`` into one checked, cached
+schema with a ready validator. Work per distinct schema happens once (keyed by a
+canonical hash); every request after that is a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel
+
+from gateway import errors
+from schemas import NAMED_MODELS
+
+
+@dataclass(frozen=True)
+class ResolvedSchema:
+    """A schema the gateway has accepted: what the engine enforces and what we validate."""
+
+    name: str
+    schema: dict[str, Any]
+    digest: str
+    validator: Any
+    model: type[BaseModel] | None = None
+
+    def check(self, value: Any) -> str | None:
+        """The first validation error as a readable string, or None when valid."""
+        error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
+        if error is not None:
+            path = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            return f"{path}: {error.message}"
+        if self.model is not None:
+            try:
+                self.model.model_validate(value)
+            except Exception as exc:
+                return str(exc)
+        return None
+
+
+def canonical_digest(schema: Any) -> str:
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth, iterative so hostile input cannot blow the stack."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        if isinstance(node, dict):
+            stack.extend((child, level + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, level + 1) for child in node)
+    return deepest
+
+
+def _external_refs(value: Any) -> list[str]:
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and not ref.startswith("#"):
+                found.append(ref)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+class SchemaRegistry:
+    """Named schemas (``schemas/``) plus an LRU cache of inline schemas by digest."""
+
+    def __init__(
+        self,
+        *,
+        labels: tuple[str, ...],
+        schemas_dir: Path | None,
+        max_bytes: int,
+        max_depth: int,
+        cache_size: int = 512,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+        self._cache: OrderedDict[str, ResolvedSchema] = OrderedDict()
+        self._cache_size = cache_size
+        self.num_compiles = 0
+        self.num_cache_hits = 0
+        self._named: dict[str, ResolvedSchema] = {}
+        for name, factory in NAMED_MODELS.items():
+            self.register_model(name, factory(labels))
+        if schemas_dir is not None and schemas_dir.is_dir():
+            for file in sorted(schemas_dir.glob("*.json")):
+                schema = json.loads(file.read_text(encoding="utf-8"))
+                self._named.setdefault(file.stem, self._build(file.stem, schema, None))
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._named)
+
+    def register_model(self, name: str, model: type[BaseModel]) -> ResolvedSchema:
+        resolved = self._build(name, model.model_json_schema(), model)
+        self._named[name] = resolved
+        return resolved
+
+    def named(self, name: str) -> ResolvedSchema:
+        try:
+            return self._named[name]
+        except KeyError:
+            raise errors.SchemaNotFound(
+                f"no schema named {name!r}; known: {', '.join(self.names)}",
+                param="response_format.json_schema.name",
+            ) from None
+
+    def for_model(self, model: type[BaseModel], name: str) -> ResolvedSchema:
+        """A schema for a Pydantic model built at run time (e.g. an adapter's label set)."""
+        return self._cached(name, model.model_json_schema(), model)
+
+    def resolve(self, name: str, schema: Any) -> ResolvedSchema:
+        """Check an inline schema from a request and return its cached form."""
+        if not isinstance(schema, dict):
+            raise errors.SchemaInvalid(
+                "the schema must be a JSON object", param="response_format.json_schema.schema"
+            )
+        return self._cached(name, schema, None)
+
+    def _cached(
+        self, name: str, schema: dict[str, Any], model: type[BaseModel] | None
+    ) -> ResolvedSchema:
+        param = "response_format.json_schema.schema"
+        if _depth(schema, self.max_depth) > self.max_depth:
+            raise errors.SchemaInvalid(
+                f"the schema nests deeper than {self.max_depth} levels", param=param
+            )
+        size = len(json.dumps(schema, separators=(",", ":")).encode())
+        if size > self.max_bytes:
+            raise errors.SchemaTooLarge(
+                f"the schema is {size} bytes; the limit is {self.max_bytes}",
+                param=param,
+            )
+        digest = canonical_digest(schema)
+        key = f"{name}:{digest}"
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            self.num_cache_hits += 1
+            return hit
+        resolved = self._build(name, schema, model, digest)
+        self._cache[key] = resolved
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return resolved
+
+    def _build(
+        self,
+        name: str,
+        schema: dict[str, Any],
+        model: type[BaseModel] | None,
+        digest: str | None = None,
+    ) -> ResolvedSchema:
+        param = "response_format.json_schema.schema"
+        if _depth(schema, self.max_depth) > self.max_depth:
+            raise errors.SchemaInvalid(
+                f"the schema nests deeper than {self.max_depth} levels", param=param
+            )
+        refs = _external_refs(schema)
+        if refs:
+            raise errors.SchemaUnsupported(
+                f"only local '#/...' references are supported; found {refs[0]!r}", param=param
+            )
+        try:
+            cls = jsonschema.validators.validator_for(
+                schema, default=jsonschema.Draft202012Validator
+            )
+            cls.check_schema(schema)
+        except SchemaError as exc:
+            raise errors.SchemaInvalid(
+                f"not a valid JSON Schema: {exc.message}", param=param
+            ) from exc
+        self.num_compiles += 1
+        return ResolvedSchema(
+            name=name,
+            schema=schema,
+            digest=digest or canonical_digest(schema),
+            validator=cls(schema, format_checker=cls.FORMAT_CHECKER),
+            model=model,
+        )

@@ -1,0 +1,55 @@
+"""A test double for the engine, for unit tests of HTTP and validation logic only.
+
+It replays scripted outputs; it does not generate. Serving behaviour is tested
+against the real vLLM engine in ``tests/integration``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from gateway.engine.types import GenerationChunk, GenerationParams, LoraRef
+
+
+@dataclass
+class ScriptedOutput:
+    text: str
+    finish_reason: str = "stop"
+
+
+@dataclass
+class FakeEngine:
+    """Each generate() pops the next scripted output (or repeats the last one)."""
+
+    outputs: list[ScriptedOutput] = field(default_factory=lambda: [ScriptedOutput("hello")])
+    max_model_len: int = 1024
+    ready: bool = True
+    calls: list[GenerationParams] = field(default_factory=list)
+    loras: list[LoraRef] = field(default_factory=list)
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready
+
+    async def start(self) -> None:
+        self.ready = True
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        return [ord(c) % 50 for m in messages for c in m["content"]] + [1, 2]
+
+    async def add_lora(self, lora: LoraRef) -> None:
+        self.loras.append(lora)
+
+    async def generate(self, params: GenerationParams) -> AsyncIterator[GenerationChunk]:
+        self.calls.append(params)
+        out = self.outputs.pop(0) if len(self.outputs) > 1 else self.outputs[0]
+        pieces = [out.text[i : i + 3] for i in range(0, len(out.text), 3)] or [""]
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            yield GenerationChunk(
+                text=piece,
+                num_prompt_tokens=len(params.prompt_token_ids),
+                num_output_tokens=i + 1,
+                finish_reason=out.finish_reason if last else None,
+            )

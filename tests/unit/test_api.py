@@ -1,0 +1,200 @@
+"""HTTP behaviour with the FakeEngine test double: shapes, codes, validation, retries."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi.testclient import TestClient
+
+from tests.fake_engine import FakeEngine
+from tests.unit.conftest import script
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"label": {"type": "string", "enum": ["a", "b"]}},
+    "required": ["label"],
+    "additionalProperties": False,
+}
+
+
+def chat(client: TestClient, **extra: object):
+    body = {"model": "base", "messages": [{"role": "user", "content": "hi"}], **extra}
+    return client.post("/v1/chat/completions", json=body)
+
+
+def schema_format(schema: dict = SCHEMA) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "t", "schema": schema, "strict": True}}
+
+
+def test_plain_chat_has_openai_shape(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, "hello there")
+    res = chat(client)
+    assert res.status_code == 200
+    body = res.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["content"] == "hello there"
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + 4
+    assert res.headers["x-gateway-adapter"] == "base"
+
+
+def test_adapter_is_routed_to_engine(client: TestClient, engine: FakeEngine) -> None:
+    res = chat(client, model="tenant-a")
+    assert res.status_code == 200
+    assert engine.calls[-1].lora is not None and engine.calls[-1].lora.name == "tenant-a"
+    assert res.headers["x-gateway-adapter"] == "tenant-a"
+
+
+def test_schema_output_is_validated(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, '{"label":"a"}')
+    res = chat(client, response_format=schema_format())
+    assert res.status_code == 200
+    assert engine.calls[-1].json_schema == SCHEMA
+
+
+def test_invalid_output_is_retried_then_succeeds(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, '{"label":"zzz"}', '{"label":"b"}')
+    res = chat(client, response_format=schema_format(), temperature=0)
+    assert res.status_code == 200
+    assert json.loads(res.json()["choices"][0]["message"]["content"]) == {"label": "b"}
+    assert res.headers["x-gateway-attempts"] == "2"
+    assert engine.calls[-1].temperature > 0  # a greedy retry would repeat the failure
+
+
+def test_invalid_output_never_returns_200(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, '{"label":"zzz"}')
+    res = chat(client, response_format=schema_format())
+    assert res.status_code == 502
+    assert res.json()["error"]["code"] == "output_invalid"
+
+
+def test_truncated_output_is_typed_error(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, ('{"label":"a', "length"))
+    res = chat(client, response_format=schema_format())
+    assert res.status_code == 502
+    assert res.json()["error"]["code"] == "output_truncated"
+    assert res.json()["error"]["retryable"] is True
+
+
+def test_json_object_must_be_an_object(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, "[1, 2]")
+    res = chat(client, response_format={"type": "json_object"})
+    assert res.json()["error"]["code"] == "output_invalid"
+
+
+def test_stream_ends_with_error_event_when_output_invalid(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    script(engine, '{"label":"nope"}')
+    res = chat(client, response_format=schema_format(), stream=True)
+    assert res.status_code == 200
+    events = [line[6:] for line in res.text.splitlines() if line.startswith("data: ")]
+    assert "[DONE]" not in events
+    assert json.loads(events[-1])["error"]["code"] == "output_invalid"
+
+
+def test_stream_success_has_done_and_usage(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, '{"label":"a"}')
+    res = chat(
+        client,
+        response_format=schema_format(),
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    events = [line[6:] for line in res.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert json.loads(text) == {"label": "a"}
+    assert chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_named_schema_reference(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, '{"intent":"billing","confidence":0.9,"requires_human_agent":false}')
+    fmt = {"type": "json_schema", "json_schema": {"name": "intent_classification"}}
+    res = chat(client, response_format=fmt)
+    assert res.status_code == 200
+    assert engine.calls[-1].json_schema["properties"]["intent"]["enum"][0] == "billing"
+
+
+def test_error_codes(client: TestClient) -> None:
+    cases = [
+        (chat(client, model="nope"), 404, "adapter_not_found"),
+        (chat(client, max_tokens=101), 400, "max_tokens_exceeded"),
+        (chat(client, n=2), 400, "invalid_request"),
+        (chat(client, guided_json={}), 400, "invalid_request"),
+        (chat(client, response_format={"type": "xml"}), 400, "invalid_request"),
+        (chat(client, response_format=schema_format({"type": 12})), 400, "schema_invalid"),
+        (
+            chat(client, response_format=schema_format({"$ref": "https://x.example/s.json"})),
+            400,
+            "schema_unsupported",
+        ),
+        (
+            chat(client, response_format={"type": "json_schema", "json_schema": {"name": "x"}}),
+            404,
+            "schema_not_found",
+        ),
+        (
+            chat(client, response_format=schema_format({"enum": ["v" * 50] * 42})),
+            400,
+            "schema_too_large",
+        ),
+        (
+            chat(client, messages=[{"role": "user", "content": "x" * 1100}]),
+            400,
+            "context_length_exceeded",
+        ),
+    ]
+    for res, status, code in cases:
+        assert (res.status_code, res.json()["error"]["code"]) == (status, code), res.json()
+
+
+def test_legacy_guided_field_names_the_replacement(client: TestClient) -> None:
+    message = chat(client, guided_json={"type": "object"}).json()["error"]["message"]
+    assert "response_format" in message
+
+
+def test_malformed_and_oversized_bodies(client: TestClient) -> None:
+    bad = client.post(
+        "/v1/chat/completions",
+        content=b'{"model": "base",',
+        headers={"content-type": "application/json"},
+    )
+    assert bad.status_code == 400
+    assert "not valid JSON" in bad.json()["error"]["message"]
+    huge = client.post(
+        "/v1/chat/completions", content=b"x" * 5000, headers={"content-type": "application/json"}
+    )
+    assert huge.status_code == 413
+    assert huge.json()["error"]["code"] == "body_too_large"
+
+
+def test_classify_uses_intent_schema(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, '{"intent":"account_access","confidence":0.8,"requires_human_agent":false}')
+    res = client.post("/v1/classify", json={"text": "I forgot my password"})
+    assert res.status_code == 200
+    assert res.json()["intent"] == "account_access"
+    assert engine.calls[-1].temperature == 0
+    assert engine.calls[-1].json_schema["properties"]["confidence"]["maximum"] == 1
+
+
+def test_classify_rejects_label_outside_set(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, '{"intent":"weather","confidence":0.8,"requires_human_agent":false}')
+    res = client.post("/v1/classify", json={"text": "hi"})
+    assert res.status_code == 502
+    assert res.json()["error"]["code"] == "output_invalid"
+
+
+def test_models_lists_base_and_adapters(client: TestClient) -> None:
+    ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert ids == ["base", "tenant-a"]
+
+
+def test_not_ready_is_503_with_retry_after(client: TestClient, engine: FakeEngine) -> None:
+    engine.ready = False
+    res = chat(client)
+    assert res.status_code == 503
+    assert res.json()["error"]["code"] == "engine_unavailable"
+    assert "retry-after" in res.headers
+    assert client.get("/ready").status_code == 503
+    assert client.get("/health").status_code == 200
