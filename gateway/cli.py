@@ -63,6 +63,32 @@ def cmd_schemas_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from gateway.models import resolve_model
+    from gateway.training.recipe import TrainConfig, train
+
+    settings = Settings()
+    info = resolve_model(settings.model_dir, settings.model_cache_dir)
+    out = Path(args.out) if args.out else Path("adapters") / args.name / args.version
+    if (out / "adapter_model.safetensors").exists() and not args.force:
+        sys.exit(f"{out} already holds an adapter; pass --force to overwrite")
+    labels = tuple(x for x in (args.labels or "").split(",") if x)
+    cfg = TrainConfig(
+        data=Path(args.data),
+        out_dir=out,
+        model_dir=info.path,
+        labels=labels,
+        rank=args.rank,
+        alpha=2 * args.rank,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        seed=args.seed,
+    )
+    print("launch:", " ".join(["gateway", *sys.argv[1:]]) if sys.argv else "gateway train")
+    print(train(cfg))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway",
@@ -78,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--adapter", action="append", metavar="NAME=PATH", help="serve a PEFT adapter; repeatable"
     )
     serve.set_defaults(func=cmd_serve)
+
+    tr = sub.add_parser("train", help="train a LoRA intent-classification adapter")
+    tr.add_argument("--data", required=True, help="JSONL (text, intent) or CSV (text, label)")
+    tr.add_argument("--name", default="demo")
+    tr.add_argument("--version", default="v1")
+    tr.add_argument("--out", help="output folder (default adapters/NAME/VERSION)")
+    tr.add_argument("--labels", help="comma-separated label set (default: labels in the data)")
+    tr.add_argument("--epochs", type=int, default=4)
+    tr.add_argument("--rank", type=int, default=8)
+    tr.add_argument("--lr", type=float, default=3e-4)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--force", action="store_true")
+    tr.set_defaults(func=cmd_train)
 
     model = sub.add_parser("model", help="base-model provisioning")
     model_sub = model.add_subparsers(dest="model_command", required=True)

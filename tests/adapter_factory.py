@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def make_random_adapter(
-    model_dir: Path, out_dir: Path, *, seed: int, rank: int = 8, scale: float = 0.5
+    model_dir: Path, out_dir: Path, *, seed: int, rank: int = 8, scale: float = 1.0
 ) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model

@@ -1,0 +1,1 @@
+"""Training submodule: turns labelled data into LoRA adapters the gateway serves."""
