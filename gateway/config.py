@@ -21,6 +21,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from schemas.intent import DEMO_LABELS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 StructuredBackend = Literal["xgrammar", "guidance", "outlines"]
 
@@ -94,16 +96,7 @@ class Settings(BaseSettings):
     classify_max_tokens: int = Field(default=96, ge=16)
 
     # Classification (/v1/classify) for requests on the base model
-    intent_labels: list[str] = Field(
-        default_factory=lambda: [
-            "billing",
-            "technical_support",
-            "account_access",
-            "cancellation",
-            "feedback",
-            "other",
-        ]
-    )
+    intent_labels: list[str] = Field(default_factory=lambda: list(DEMO_LABELS))
 
     @classmethod
     def settings_customise_sources(
@@ -115,6 +108,11 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _ConfigFileSource(settings_cls)
+
+    @field_validator("quantization")
+    @classmethod
+    def _no_quantization(cls, value: str | None) -> str | None:
+        return None if value is None or value.strip().lower() in {"", "none"} else value
 
     @field_validator("intent_labels")
     @classmethod

@@ -6,13 +6,6 @@ with two LoRA adapters, and tests talk to it over HTTP.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.bench.launch import LaunchError, launch
 from gateway.config import Settings
 from gateway.models import resolve_model
 from tests.adapter_factory import make_random_adapter
-
-START_TIMEOUT_S = 900
 
 
 @dataclass(frozen=True)
@@ -37,12 +29,6 @@ class Gateway:
         return httpx.post(self.url + path, json=body, timeout=timeout)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     work = tmp_path_factory.mktemp("gateway")
@@ -51,39 +37,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         "tenant-a": make_random_adapter(info.path, work / "tenant-a", seed=1),
         "tenant-b": make_random_adapter(info.path, work / "tenant-b", seed=2),
     }
-    port = _free_port()
     env = {
-        **os.environ,
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_ADAPTERS": json.dumps({k: str(v) for k, v in adapters.items()}),
         "GATEWAY_MAX_TOKENS_CAP": "512",
         "GATEWAY_MAX_MODEL_LEN": "1024",
         "GATEWAY_MAX_BODY_BYTES": "200000",
     }
-    log = work / "gateway.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve"], env=env, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"gateway exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"gateway not ready in {START_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
-            time.sleep(1)
-        yield Gateway(url=url, log=log, adapters=tuple(adapters))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with launch(work / "gateway.log", adapters=adapters, env=env) as running:
+            yield Gateway(url=running.url, log=running.log, adapters=tuple(adapters))
+    except LaunchError as exc:
+        pytest.fail(str(exc))

@@ -52,3 +52,8 @@ def test_verify_detects_tampering(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"x": 1}')
     assert not verify(tmp_path)
     assert not verify(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("value", ["", "none", "None"])
+def test_quantization_can_be_switched_off(value: str) -> None:
+    assert Settings(quantization=value).quantization is None

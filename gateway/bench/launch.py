@@ -1,0 +1,79 @@
+"""Start ``gateway serve`` as a child process, as an operator would, and wait for /ready.
+
+Shared by the benchmarks and the integration tests so both measure the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+class LaunchError(RuntimeError):
+    """The gateway exited or never became ready; the message holds its log tail."""
+
+
+@dataclass(frozen=True)
+class RunningGateway:
+    url: str
+    log: Path
+    pid: int
+    seconds_to_ready: float
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def launch(
+    log: Path,
+    *,
+    adapters: dict[str, Path] | None = None,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 900,
+) -> Iterator[RunningGateway]:
+    port = free_port()
+    child_env = {**os.environ, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1"}
+    if adapters:
+        child_env["GATEWAY_ADAPTERS"] = json.dumps({k: str(v) for k, v in adapters.items()})
+    child_env.update(env or {})
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve"], env=child_env, stdout=out, stderr=out
+        )
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise LaunchError(f"gateway exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
+            try:
+                if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.perf_counter() - started > timeout_s:
+                raise LaunchError(f"not ready in {timeout_s:.0f}s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.5)
+        yield RunningGateway(url, log, proc.pid, time.perf_counter() - started)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
