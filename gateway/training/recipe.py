@@ -38,9 +38,9 @@ class TrainConfig:
     target_modules: tuple[str, ...] = (
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
     )  # fmt: skip
-    epochs: int = 4
+    epochs: int = 8
     batch_size: int = 8
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     warmup_steps: int = 5
     confidence: float = 0.9
     seed: int = 0
@@ -146,6 +146,7 @@ def train(cfg: TrainConfig) -> Path:
     # save
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(cfg.out_dir, safe_serialization=True)
+    (cfg.out_dir / "README.md").unlink(missing_ok=True)  # PEFT's model-card stub
     manifest = {
         "labels": list(labels),
         "system_prompt": system_prompt,
