@@ -27,6 +27,7 @@ class FakeEngine:
     ready: bool = True
     calls: list[GenerationParams] = field(default_factory=list)
     loras: list[LoraRef] = field(default_factory=list)
+    fail_with: Exception | None = None  # raised on admission, as vLLM does
 
     @property
     def is_ready(self) -> bool:
@@ -43,6 +44,8 @@ class FakeEngine:
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[GenerationChunk]:
         self.calls.append(params)
+        if self.fail_with is not None:
+            raise self.fail_with
         out = self.outputs.pop(0) if len(self.outputs) > 1 else self.outputs[0]
         pieces = [out.text[i : i + 3] for i in range(0, len(out.text), 3)] or [""]
         for i, piece in enumerate(pieces):

@@ -30,6 +30,7 @@ class RunningGateway:
     log: Path
     pid: int
     seconds_to_ready: float
+    health_answered_while_loading: bool
 
 
 def free_port() -> int:
@@ -53,6 +54,7 @@ def launch(
     child_env.update(env or {})
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
+    health_while_loading = False
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve"], env=child_env, stdout=out, stderr=out
@@ -64,12 +66,16 @@ def launch(
             try:
                 if httpx.get(url + "/ready", timeout=2).status_code == 200:
                     break
+                health = httpx.get(url + "/health", timeout=2)
+                health_while_loading |= health.status_code == 200
             except httpx.TransportError:
                 pass
             if time.perf_counter() - started > timeout_s:
                 raise LaunchError(f"not ready in {timeout_s:.0f}s:\n{log.read_text()[-4000:]}")
             time.sleep(0.5)
-        yield RunningGateway(url, log, proc.pid, time.perf_counter() - started)
+        yield RunningGateway(
+            url, log, proc.pid, time.perf_counter() - started, health_while_loading
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

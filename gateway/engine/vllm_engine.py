@@ -84,8 +84,9 @@ class VllmEngine:
             seed=opts.seed,
             disable_log_stats=True,
         )
-        self._tokenizer = AutoTokenizer.from_pretrained(opts.model_path)
-        self._llm = AsyncLLM.from_engine_args(args)
+        self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, opts.model_path)
+        # Building the engine takes tens of seconds; off the event loop, /health answers.
+        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
         probe = GenerationParams(
             request_id=f"ready-probe-{uuid.uuid4().hex}",
             prompt_token_ids=self.encode_chat([{"role": "user", "content": "Hi"}]),

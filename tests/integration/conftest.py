@@ -14,9 +14,11 @@ import httpx
 import pytest
 
 from gateway.bench.launch import LaunchError, launch
-from gateway.config import Settings
+from gateway.config import REPO_ROOT, Settings
 from gateway.models import resolve_model
 from tests.adapter_factory import make_random_adapter
+
+DEMO_ADAPTER = REPO_ROOT / "adapters" / "demo" / "v1"
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Gateway:
     url: str
     log: Path
     adapters: tuple[str, ...]
+    health_answered_while_loading: bool
 
     def post(self, path: str, body: dict, timeout: float = 300) -> httpx.Response:
         return httpx.post(self.url + path, json=body, timeout=timeout)
@@ -36,6 +39,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     adapters = {
         "tenant-a": make_random_adapter(info.path, work / "tenant-a", seed=1),
         "tenant-b": make_random_adapter(info.path, work / "tenant-b", seed=2),
+        "demo": DEMO_ADAPTER,
     }
     env = {
         "GATEWAY_MAX_TOKENS_CAP": "512",
@@ -44,6 +48,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     }
     try:
         with launch(work / "gateway.log", adapters=adapters, env=env) as running:
-            yield Gateway(url=running.url, log=running.log, adapters=tuple(adapters))
+            yield Gateway(
+                url=running.url,
+                log=running.log,
+                adapters=tuple(adapters),
+                health_answered_while_loading=running.health_answered_while_loading,
+            )
     except LaunchError as exc:
         pytest.fail(str(exc))

@@ -35,11 +35,15 @@ def schema_format(schema: dict, name: str = "ticket") -> dict:
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
 
 
+def test_health_answers_while_the_engine_loads(gateway: Gateway) -> None:
+    assert gateway.health_answered_while_loading
+
+
 def test_health_ready_models(gateway: Gateway) -> None:
     assert httpx.get(gateway.url + "/health").json() == {"status": "ok"}
     assert httpx.get(gateway.url + "/ready").json() == {"status": "ready"}
     ids = [m["id"] for m in httpx.get(gateway.url + "/v1/models").json()["data"]]
-    assert ids == ["base", "tenant-a", "tenant-b"]
+    assert ids == ["base", "tenant-a", "tenant-b", "demo"]
 
 
 def test_chat_without_schema(gateway: Gateway) -> None:
@@ -142,6 +146,29 @@ def test_classify_base_and_adapter(gateway: Gateway) -> None:
         assert 0 <= value["confidence"] <= 1
         assert isinstance(value["requires_human_agent"], bool)
         assert value["adapter"] == (adapter or "base")
+
+
+HELD_OUT = [  # not in adapters/demo/train.jsonl
+    ("Why did you bill me 30 dollars extra?", "billing"),
+    ("Please cancel my plan, I am leaving", "cancellation"),
+    ("You guys are awesome, love the new feature", "feedback"),
+    ("Do you have offices in Paris?", "other"),
+    ("I cannot reset my password, the link has expired", "account_access"),
+    ("The mobile app freezes when I open settings", "technical_support"),
+]
+
+
+def test_demo_adapter_serves_with_its_manifest_and_beats_base(gateway: Gateway) -> None:
+    """The demo adapter answers with its recorded label set, and on held-out messages
+    it is right more often than the base model with the same prompt and schema."""
+    correct = {"base": 0, "demo": 0}
+    for text, label in HELD_OUT:
+        for adapter in correct:
+            res = gateway.post("/v1/classify", {"text": text, "adapter": adapter})
+            assert res.status_code == 200, res.text
+            correct[adapter] += res.json()["intent"] == label
+    assert correct["demo"] >= 4, correct
+    assert correct["demo"] > correct["base"], correct
 
 
 def test_truncation_is_a_typed_error(gateway: Gateway) -> None:

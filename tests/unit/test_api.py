@@ -198,3 +198,33 @@ def test_not_ready_is_503_with_retry_after(client: TestClient, engine: FakeEngin
     assert "retry-after" in res.headers
     assert client.get("/ready").status_code == 503
     assert client.get("/health").status_code == 200
+
+
+def test_admission_error_in_stream_is_a_normal_error_response(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    from gateway import errors
+
+    engine.fail_with = errors.SchemaUnsupported("backend cannot enforce uniqueItems")
+    res = chat(client, response_format=schema_format(), stream=True)
+    assert res.status_code == 400
+    assert res.json()["error"]["code"] == "schema_unsupported"
+
+
+def test_developer_role_and_text_parts(client: TestClient, engine: FakeEngine) -> None:
+    messages = [
+        {"role": "developer", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "hel"}, {"type": "text", "text": "lo"}],
+        },
+    ]
+    res = chat(client, messages=messages, stop="END", seed=7)
+    assert res.status_code == 200
+    call = engine.calls[-1]
+    assert (call.stop, call.seed) == (("END",), 7)
+
+
+def test_schema_header_names_the_schema(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, '{"label":"a"}')
+    assert chat(client, response_format=schema_format()).headers["x-gateway-schema"] == "t"

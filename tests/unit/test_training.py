@@ -41,7 +41,9 @@ def test_loss_covers_only_the_answer() -> None:
     info = resolve_model(None, Settings().model_cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(info.path)
     example = LabelledExample("I forgot my password", "account_access")
-    ids, labels = encode(tokenizer, default_system_prompt(("account_access", "other")), example, 0.9)
+    ids, labels = encode(
+        tokenizer, default_system_prompt(("account_access", "other")), example, 0.9
+    )
     assert len(ids) == len(labels)
     answer = [t for t in labels if t != IGNORE]
     first = labels.index(answer[0])

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.cli import build_parser, main
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"], ["model", "pull", "--help"]])
+def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 0
+    assert "usage: gateway" in capsys.readouterr().out
+
+
+def test_serve_flags_parse() -> None:
+    args = build_parser().parse_args(["serve", "--port", "9000", "--adapter", "demo=adapters/x"])
+    assert (args.port, args.adapter) == (9000, ["demo=adapters/x"])
