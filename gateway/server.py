@@ -23,11 +23,10 @@ from gateway.api import chat, classify, health, models
 from gateway.api import errors as api_errors
 from gateway.config import Settings
 from gateway.engine.types import EngineClient
+from gateway.models import ModelInfo
 from gateway.service import Services
 
 log = logging.getLogger("gateway")
-
-EngineFactory = Callable[[Settings], Any]
 
 
 class BodyLimit:
@@ -75,7 +74,7 @@ class _TooLarge(Exception):
     pass
 
 
-def default_engine(settings: Settings) -> tuple[EngineClient, str]:
+def default_engine(settings: Settings) -> tuple[EngineClient, ModelInfo]:
     from gateway.engine.vllm_engine import EngineOptions, VllmEngine
     from gateway.models import resolve_model
 
@@ -95,18 +94,18 @@ def default_engine(settings: Settings) -> tuple[EngineClient, str]:
         enforce_eager=settings.enforce_eager,
         seed=settings.seed,
     )
-    return VllmEngine(options), info.name
+    return VllmEngine(options), info
 
 
 async def start_services(
     app: FastAPI,
     settings: Settings,
-    factory: Callable[[Settings], tuple[EngineClient, str]],
+    factory: Callable[[Settings], tuple[EngineClient, ModelInfo]],
     exit_on_failure: bool,
 ) -> None:
     try:
-        engine, base_name = await asyncio.to_thread(factory, settings)
-        services = Services.build(settings, engine, base_name)
+        engine, base = await asyncio.to_thread(factory, settings)
+        services = Services.build(settings, engine, base)
         for name, path in settings.adapters.items():
             services.adapters.add(name, path)  # validate every adapter before the engine starts
         app.state.engine = engine
@@ -114,7 +113,7 @@ async def start_services(
         for adapter in services.adapters.all():
             await engine.add_lora(adapter.lora)
         app.state.services = services
-        log.info("gateway ready: base=%s adapters=%s", base_name, sorted(settings.adapters))
+        log.info("gateway ready: base=%s adapters=%s", base.name, sorted(settings.adapters))
         print(ready_banner(settings), flush=True)
     except Exception as exc:
         app.state.startup_error = f"{type(exc).__name__}: {exc}"
@@ -138,7 +137,7 @@ def ready_banner(settings: Settings) -> str:
 
 def create_app(
     settings: Settings | None = None,
-    engine_factory: Callable[[Settings], tuple[EngineClient, str]] = default_engine,
+    engine_factory: Callable[[Settings], tuple[EngineClient, ModelInfo]] = default_engine,
     *,
     exit_on_failure: bool = True,
 ) -> FastAPI:

@@ -7,14 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-DEMO_LABELS = (
-    "billing",
-    "technical_support",
-    "account_access",
-    "cancellation",
-    "feedback",
-    "other",
-)
+DEMO_LABELS = ("password_reset", "billing_inquiry", "technical_support", "general_question")
 
 
 class _Strict(BaseModel):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from gateway.config import Settings
 from gateway.engine.types import EngineClient
+from gateway.models import ModelInfo
 from gateway.service.adapters import AdapterCatalog
 from gateway.service.chat import ChatService
 from gateway.service.classify import ClassifyService
@@ -22,11 +23,13 @@ class Services:
     schemas: SchemaRegistry
     chat: ChatService
     classify: ClassifyService
-    base_model: str
+    base_model: ModelInfo
 
     @classmethod
-    def build(cls, settings: Settings, engine: EngineClient, base_model: str) -> Services:
-        adapters = AdapterCatalog(settings.served_model_name, settings.max_lora_rank)
+    def build(cls, settings: Settings, engine: EngineClient, base_model: ModelInfo) -> Services:
+        adapters = AdapterCatalog(
+            settings.served_model_name, settings.max_lora_rank, base_model.fingerprint
+        )
         schemas = SchemaRegistry(
             labels=tuple(settings.intent_labels),
             schemas_dir=settings.schemas_dir,

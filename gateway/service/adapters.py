@@ -37,7 +37,9 @@ class Adapter:
     labels: tuple[str, ...] | None = None
 
 
-def read_adapter(name: str, path: Path, lora_id: int, max_rank: int) -> Adapter:
+def read_adapter(
+    name: str, path: Path, lora_id: int, max_rank: int, base_fingerprint: str
+) -> Adapter:
     """Validate a PEFT folder and describe it; raises ``AdapterInvalid`` with the reason."""
     if not NAME_RE.match(name):
         raise AdapterInvalid(f"adapter name {name!r} must match {NAME_RE.pattern}")
@@ -55,6 +57,13 @@ def read_adapter(name: str, path: Path, lora_id: int, max_rank: int) -> Adapter:
     if not 0 < rank <= max_rank:
         raise AdapterInvalid(f"adapter {name!r}: rank {rank} is outside 1..{max_rank}")
     manifest = _read_manifest(folder)
+    trained_on = (manifest.get("base_model") or {}).get("fingerprint")
+    if trained_on is not None and trained_on != base_fingerprint:
+        raise AdapterInvalid(
+            f"adapter {name!r} was trained on another base model "
+            f"({manifest['base_model'].get('name', '?')}, fingerprint {trained_on[:12]}); "
+            f"this gateway serves fingerprint {base_fingerprint[:12]}"
+        )
     labels = manifest.get("labels")
     return Adapter(
         name=name,
@@ -80,8 +89,9 @@ def _read_manifest(folder: Path) -> dict:
 class AdapterCatalog:
     """Name -> adapter, with monotonically increasing engine ids (never reused)."""
 
-    def __init__(self, base_name: str, max_rank: int) -> None:
+    def __init__(self, base_name: str, max_rank: int, base_fingerprint: str) -> None:
         self.base_name = base_name
+        self.base_fingerprint = base_fingerprint
         self.max_rank = max_rank
         self._adapters: dict[str, Adapter] = {}
         self._ids = itertools.count(1)
@@ -90,7 +100,7 @@ class AdapterCatalog:
     def add(self, name: str, path: Path) -> Adapter:
         if name == self.base_name or name in self._adapters:
             raise AdapterInvalid(f"adapter name {name!r} is already in use")
-        adapter = read_adapter(name, path, next(self._ids), self.max_rank)
+        adapter = read_adapter(name, path, next(self._ids), self.max_rank, self.base_fingerprint)
         self._adapters[name] = adapter
         return adapter
 

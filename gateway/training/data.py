@@ -1,10 +1,18 @@
-"""Labelled examples from JSONL (``text`` + ``intent``/``label``) or CSV (``text,label``)."""
+"""Training data in: every accepted format becomes ``Example``s in one shape.
+
+Accepted: labelled CSV/JSONL (``text`` + ``intent``/``label``/``category``), OpenAI
+fine-tuning chat JSONL (``{"messages": [system, user, assistant]}``) and
+prompt/completion JSONL. Labelled rows are rendered with the gateway's own classify
+prompt; chat and prompt/completion rows keep their prompt and must carry a JSON
+completion (checked against the schema later, in ``checks``).
+"""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +24,22 @@ class LabelledExample:
     requires_human_agent: bool = False
 
 
+@dataclass(frozen=True)
+class Example:
+    """One training pair: the user text, the JSON answer, and where it came from."""
+
+    text: str
+    completion: str
+    label: str | None
+    system_prompt: str | None = None
+    source: str = ""
+
+
 def sha256_text(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _row(raw: dict, where: str) -> LabelledExample:
+def _labelled_row(raw: dict, where: str) -> LabelledExample:
     text = raw.get("text")
     label = raw.get("intent", raw.get("label", raw.get("category")))
     if not isinstance(text, str) or not text.strip() or not isinstance(label, str) or not label:
@@ -34,12 +53,104 @@ def _row(raw: dict, where: str) -> LabelledExample:
 def load_labelled(path: Path) -> list[LabelledExample]:
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = [_row(r, f"{path}:{i + 2}") for i, r in enumerate(csv.DictReader(handle))]
+            rows = [
+                _labelled_row(r, f"{path}:{i + 2}") for i, r in enumerate(csv.DictReader(handle))
+            ]
     else:
         rows = []
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
             if line.strip():
-                rows.append(_row(json.loads(line), f"{path}:{i + 1}"))
+                rows.append(_labelled_row(json.loads(line), f"{path}:{i + 1}"))
     if not rows:
         raise ValueError(f"{path} holds no examples")
     return rows
+
+
+def answer_json(example: LabelledExample, confidence: float) -> str:
+    """Whitespace-free, in schema field order: what the constrained decoder emits."""
+    value = {
+        "intent": example.label,
+        "confidence": confidence,
+        "requires_human_agent": example.requires_human_agent,
+    }
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _label_of(completion: str) -> str | None:
+    try:
+        value = json.loads(completion)
+    except json.JSONDecodeError:
+        return None
+    return value.get("intent") if isinstance(value, dict) else None
+
+
+def _chat_row(raw: dict, where: str) -> Example:
+    messages = raw["messages"]
+    roles = [m.get("role") for m in messages]
+    if roles[-1:] != ["assistant"] or "user" not in roles:
+        raise ValueError(f"{where}: messages must end with an assistant turn after a user turn")
+    system = next((m["content"] for m in messages if m.get("role") == "system"), None)
+    user = [m["content"] for m in messages if m.get("role") == "user"][-1]
+    completion = messages[-1]["content"]
+    return Example(user, completion, _label_of(completion), system, where)
+
+
+def load_examples(path: Path, confidence: float) -> list[Example]:
+    """Any supported file -> examples (labelled rows get the gateway's JSON answer)."""
+    if path.suffix == ".csv":
+        labelled = load_labelled(path)
+        return [
+            Example(e.text, answer_json(e, confidence), e.label, None, str(path)) for e in labelled
+        ]
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError(f"{path} holds no examples")
+    out: list[Example] = []
+    for i, line in enumerate(lines):
+        where = f"{path}:{i + 1}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not JSON ({exc.msg})") from exc
+        if "messages" in raw:
+            out.append(_chat_row(raw, where))
+        elif "prompt" in raw and "completion" in raw:
+            out.append(
+                Example(raw["prompt"], raw["completion"], _label_of(raw["completion"]), None, where)
+            )
+        else:
+            e = _labelled_row(raw, where)
+            out.append(Example(e.text, answer_json(e, confidence), e.label, None, where))
+    return out
+
+
+def per_class_sample(examples: list[Example], per_class: int, seed: int) -> list[Example]:
+    """At most ``per_class`` examples of each label, chosen reproducibly."""
+    rng = random.Random(seed)
+    by_label: dict[str | None, list[Example]] = {}
+    for example in examples:
+        by_label.setdefault(example.label, []).append(example)
+    picked: list[Example] = []
+    for label in sorted(by_label, key=str):
+        group = by_label[label]
+        picked += rng.sample(group, min(per_class, len(group)))
+    return picked
+
+
+def split(
+    examples: list[Example], val_share: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Deterministic stratified split (each label keeps its share in both parts)."""
+    rng = random.Random(seed)
+    train: list[Example] = []
+    val: list[Example] = []
+    by_label: dict[str | None, list[Example]] = {}
+    for example in examples:
+        by_label.setdefault(example.label, []).append(example)
+    for label in sorted(by_label, key=str):
+        group = list(by_label[label])
+        rng.shuffle(group)
+        cut = round(len(group) * val_share) if len(group) > 1 else 0
+        val += group[:cut]
+        train += group[cut:]
+    return train, val

@@ -1,73 +1,61 @@
-"""LoRA training recipe for intent classification: setup -> train -> save.
+"""LoRA training recipe: setup -> checks -> train -> save -> evaluate.
 
 Reads top to bottom like a torchtune recipe. Each example is rendered with exactly
 the prompt ``/v1/classify`` uses (same system prompt builder, same chat template,
 whitespace-free JSON answer), the loss covers only the assistant's answer, and the
 adapter folder it writes is what the gateway loads, with a manifest recording the
-prompt and label set so the gateway serves the adapter the way it was trained.
+base model, prompt, schema and label set so the gateway serves it as it was trained.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import platform
 import random
+import shutil
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.models import fingerprint_dir
+from gateway.models import ModelInfo
 from gateway.service.classify import classify_messages, default_system_prompt
-from gateway.training.data import LabelledExample, load_labelled, sha256_text
+from gateway.service.schemas import SchemaRegistry
+from gateway.training.checks import run_checks
+from gateway.training.config import TrainConfig
+from gateway.training.data import Example, load_examples, per_class_sample, sha256_text, split
+from gateway.training.manifest import build_manifest, write_json_atomic
 
 IGNORE = -100
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    data: Path
-    out_dir: Path
-    model_dir: Path
-    labels: tuple[str, ...] = ()
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = (
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-    )  # fmt: skip
-    epochs: int = 8
-    batch_size: int = 8
-    learning_rate: float = 1e-3
-    warmup_steps: int = 5
-    confidence: float = 0.9
-    seed: int = 0
-    system_prompt: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+class DataCheckFailed(ValueError):
+    """The data checks found a hard failure; the table says which."""
 
 
-def answer_json(example: LabelledExample, confidence: float) -> str:
-    value = {
-        "intent": example.label,
-        "confidence": confidence,
-        "requires_human_agent": example.requires_human_agent,
-    }
-    return json.dumps(value, separators=(",", ":"))
+@dataclass
+class Prepared:
+    train: list[Example]
+    held_out: dict[str, list[Example]]
+    labels: tuple[str, ...]
+    system_prompt: str
+    encoded: list[tuple[list[int], list[int]]]
+    val_encoded: list[tuple[list[int], list[int]]]
+    checks: Any
 
 
-def encode(tokenizer: Any, system_prompt: str, example: LabelledExample, confidence: float):
+def encode(tokenizer: Any, system_prompt: str, example: Example) -> tuple[list[int], list[int]]:
     """Token ids and labels with the prompt masked out of the loss."""
     prompt = tokenizer.apply_chat_template(
-        classify_messages(system_prompt, example.text),
+        classify_messages(example.system_prompt or system_prompt, example.text),
         add_generation_prompt=True,
         tokenize=True,
         return_dict=False,
     )
     prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
-    answer = answer_json(example, confidence) + "<|im_end|>"
-    completion = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    completion = tokenizer(example.completion + "<|im_end|>", add_special_tokens=False)["input_ids"]
     return prompt + completion, [IGNORE] * len(prompt) + completion
 
 
@@ -79,117 +67,187 @@ def batches(encoded: list[tuple[list[int], list[int]]], size: int, rng: random.R
     return chunks
 
 
-def train(cfg: TrainConfig) -> Path:
+def load_splits(cfg: TrainConfig) -> tuple[list[Example], list[Example], dict[str, list[Example]]]:
+    """Train, validation (for the loss) and held-out sets (for evaluation), reproducibly."""
+    examples = load_examples(cfg.data, cfg.confidence)
+    if cfg.validation is not None:
+        train, val = examples, load_examples(cfg.validation, cfg.confidence)
+    else:
+        train, val = split(examples, cfg.val_share, cfg.seed)
+    if cfg.per_class:
+        train = per_class_sample(train, cfg.per_class, cfg.seed)
+    held_out = {"validation": val}
+    if cfg.test is not None:
+        held_out["test"] = load_examples(cfg.test, cfg.confidence)
+    if cfg.eval_per_class:
+        held_out = {
+            k: per_class_sample(v, cfg.eval_per_class, cfg.seed) for k, v in held_out.items()
+        }
+    return train, val, held_out
+
+
+def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
+    """Load, split and check the data; raises ``DataCheckFailed`` before any training."""
+    train, val, held_out = load_splits(cfg)
+    labels = cfg.label_set() or tuple(sorted({e.label for e in train if e.label}))
+    system_prompt = cfg.system_prompt or default_system_prompt(labels)
+    registry = SchemaRegistry(labels=labels, schemas_dir=None, max_bytes=1 << 20, max_depth=64)
+    schema = registry.named(cfg.schema_name)
+    encoded = [encode(tokenizer, system_prompt, e) for e in train]
+    val_encoded = [encode(tokenizer, system_prompt, e) for e in val]
+    report = run_checks(
+        train, held_out, schema, labels, [len(ids) for ids, _ in encoded], cfg.max_length
+    )
+    print(report.table(), flush=True)
+    if report.failed:
+        raise DataCheckFailed("data checks failed (see the table above); nothing was trained")
+    return Prepared(train, held_out, labels, system_prompt, encoded, val_encoded, report)
+
+
+def _tensors(encoded, chunk, pad: int):
+    import torch
+
+    width = max(len(encoded[i][0]) for i in chunk)
+    ids = torch.full((len(chunk), width), pad)
+    tgt = torch.full((len(chunk), width), IGNORE)
+    mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    for row, i in enumerate(chunk):
+        seq, lab = encoded[i]
+        ids[row, : len(seq)] = torch.tensor(seq)
+        tgt[row, : len(lab)] = torch.tensor(lab)
+        mask[row, : len(seq)] = 1
+    return ids, tgt, mask
+
+
+def _load_model(cfg: TrainConfig, model_dir: Path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if cfg.qlora:  # CUDA only: 4-bit base via bitsandbytes
+        from peft import prepare_model_for_kbit_training
+        from transformers import BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+        model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quant)
+        return prepare_model_for_kbit_training(model)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
+
+
+def train(cfg: TrainConfig, base: ModelInfo) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
     from tqdm import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     # setup
+    if cfg.out_dir.exists() and not cfg.force:
+        raise FileExistsError(f"{cfg.out_dir} exists; pass force=true to replace it")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(os.cpu_count() or 1)
-    examples = load_labelled(cfg.data)
-    labels = cfg.labels or tuple(dict.fromkeys(e.label for e in examples))
-    unknown = {e.label for e in examples} - set(labels)
-    if unknown:
-        raise ValueError(f"labels not in the label set: {sorted(unknown)}")
-    system_prompt = cfg.system_prompt or default_system_prompt(labels)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir)
-    encoded = [encode(tokenizer, system_prompt, e, cfg.confidence) for e in examples]
-    model = AutoModelForCausalLM.from_pretrained(cfg.model_dir, dtype=torch.float32)
-    lora = LoraConfig(
-        r=cfg.rank,
-        lora_alpha=cfg.alpha,
-        lora_dropout=cfg.dropout,
-        target_modules=list(cfg.target_modules),
-        task_type="CAUSAL_LM",
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    data = prepare(cfg, tokenizer)
+    model = get_peft_model(
+        _load_model(cfg, base.path),
+        LoraConfig(
+            r=cfg.rank,
+            lora_alpha=cfg.alpha,
+            lora_dropout=cfg.dropout,
+            target_modules=list(cfg.target_modules),
+            task_type="CAUSAL_LM",
+        ),
     )
-    model = get_peft_model(model, lora)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate
-    )
-    steps_total = cfg.epochs * math.ceil(len(encoded) / cfg.batch_size)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+    steps_per_epoch = math.ceil(len(data.encoded) / cfg.batch_size / cfg.grad_accum)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if cfg.bf16 and not cfg.qlora
+        else nullcontext()
+    )
+
+    def val_loss() -> float | None:
+        if not data.val_encoded:
+            return None
+        model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad(), autocast:
+            for chunk in batches(data.val_encoded, cfg.batch_size, random.Random(0)):
+                ids, tgt, mask = (t.to(device) for t in _tensors(data.val_encoded, chunk, pad))
+                total += float(model(input_ids=ids, attention_mask=mask, labels=tgt).loss) * len(
+                    chunk
+                )
+                count += len(chunk)
+        model.train()
+        return total / count
 
     # train
     rng = random.Random(cfg.seed)
     model.train()
-    started, num_tokens, losses = time.perf_counter(), 0, []
-    bar = tqdm(total=steps_total, desc="training", unit="step")
-    for epoch in range(cfg.epochs):
-        for chunk in batches(encoded, cfg.batch_size, rng):
-            width = max(len(encoded[i][0]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad)
-            tgt = torch.full((len(chunk), width), IGNORE)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                seq, lab = encoded[i]
-                ids[row, : len(seq)] = torch.tensor(seq)
-                tgt[row, : len(lab)] = torch.tensor(lab)
-                mask[row, : len(seq)] = 1
-            loss = model(input_ids=ids, attention_mask=mask, labels=tgt).loss
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
+    started, num_tokens = time.perf_counter(), 0
+    history: list[dict[str, Any]] = []
+    best, best_state, patience = math.inf, None, cfg.early_stopping_patience
+    bar = tqdm(total=steps_per_epoch * cfg.epochs, desc=f"training {cfg.name}", unit="step")
+    for epoch in range(1, cfg.epochs + 1):
+        losses: list[float] = []
+        for n, chunk in enumerate(batches(data.encoded, cfg.batch_size, rng), start=1):
+            ids, tgt, mask = (t.to(device) for t in _tensors(data.encoded, chunk, pad))
+            with autocast:
+                loss = model(input_ids=ids, attention_mask=mask, labels=tgt).loss
+            (loss / cfg.grad_accum).backward()
             num_tokens += int(mask.sum())
             losses.append(float(loss))
-            speed = num_tokens / (time.perf_counter() - started)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", tok_s=f"{speed:.0f}")
-            bar.update()
+            if n % cfg.grad_accum == 0:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad()
+                speed = num_tokens / (time.perf_counter() - started)
+                bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", tok_s=f"{speed:.0f}")
+                bar.update()
+        epoch_val = val_loss()
+        history.append(
+            {"epoch": epoch, "train_loss": sum(losses) / len(losses), "val_loss": epoch_val}
+        )
+        bar.write(f"epoch {epoch}: train_loss={history[-1]['train_loss']:.4f} val_loss={epoch_val}")
+        if epoch_val is not None and epoch_val < best:
+            best, patience = epoch_val, cfg.early_stopping_patience
+            best_state = {
+                k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k
+            }
+        elif epoch_val is not None and cfg.early_stopping_patience:
+            patience -= 1
+            if patience <= 0:
+                bar.write(f"early stop after epoch {epoch} (best val_loss {best:.4f})")
+                break
     bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    seconds = time.perf_counter() - started
 
-    # save
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(cfg.out_dir, safe_serialization=True)
-    (cfg.out_dir / "README.md").unlink(missing_ok=True)  # PEFT's model-card stub
-    manifest = {
-        "labels": list(labels),
-        "system_prompt": system_prompt,
-        "schema": "intent_classification",
-        "base_model": {
-            "path_name": cfg.model_dir.name,
-            "fingerprint": fingerprint_dir(cfg.model_dir),
-        },
-        "dataset": {"path": cfg.data.name, "sha256": sha256_text(cfg.data), "size": len(examples)},
-        "lora": {
-            "rank": cfg.rank,
-            "alpha": cfg.alpha,
-            "dropout": cfg.dropout,
-            "target_modules": list(cfg.target_modules),
-        },
-        "training": {
-            "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size,
-            "learning_rate": cfg.learning_rate,
-            "seed": cfg.seed,
-            "confidence_target": cfg.confidence,
-            "final_loss": losses[-1] if losses else None,
-            "mean_loss_last_epoch": sum(losses[-math.ceil(len(encoded) / cfg.batch_size) :])
-            / max(1, math.ceil(len(encoded) / cfg.batch_size)),
-            "tokens_per_second": round(num_tokens / (time.perf_counter() - started), 1),
-            "seconds": round(time.perf_counter() - started, 1),
-        },
-        "versions": _versions(),
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    # save: write to a temporary folder in the store, then rename into place
+    cfg.out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.version}-", dir=cfg.out_dir.parent))
+    model.save_pretrained(tmp, safe_serialization=True)
+    (tmp / "README.md").unlink(missing_ok=True)  # PEFT's model-card stub
+    metrics = {
+        "history": history,
+        "best_val_loss": None if best == math.inf else best,
+        "tokens": num_tokens,
+        "tokens_per_second": round(num_tokens / seconds, 1),
+        "seconds": round(seconds, 1),
     }
-    (cfg.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest = build_manifest(cfg, base, data, metrics, sha256_text(cfg.data))
+    write_json_atomic(tmp / "manifest.json", manifest)
+    if cfg.out_dir.exists():
+        shutil.rmtree(cfg.out_dir)
+    os.replace(tmp, cfg.out_dir)
     return cfg.out_dir
-
-
-def _versions() -> dict[str, str]:
-    import peft
-    import torch
-    import transformers
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "peft": peft.__version__,
-        "transformers": transformers.__version__,
-    }

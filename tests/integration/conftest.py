@@ -19,6 +19,7 @@ from gateway.models import resolve_model
 from tests.adapter_factory import make_random_adapter
 
 DEMO_ADAPTER = REPO_ROOT / "adapters" / "demo" / "v1"
+BANKING77_ADAPTER = REPO_ROOT / "adapters" / "banking77" / "v1"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         "tenant-a": make_random_adapter(info.path, work / "tenant-a", seed=1),
         "tenant-b": make_random_adapter(info.path, work / "tenant-b", seed=2),
         "demo": DEMO_ADAPTER,
+        "banking77": BANKING77_ADAPTER,
     }
     env = {
         "GATEWAY_MAX_TOKENS_CAP": "512",

@@ -28,7 +28,13 @@ MESSAGES = [{"role": "user", "content": "I cannot log in to my account. Triage t
 
 
 def test_models_list(client: openai.OpenAI) -> None:
-    assert [m.id for m in client.models.list()] == ["base", "tenant-a", "tenant-b", "demo"]
+    assert [m.id for m in client.models.list()] == [
+        "base",
+        "tenant-a",
+        "tenant-b",
+        "demo",
+        "banking77",
+    ]
 
 
 def test_create(client: openai.OpenAI) -> None:

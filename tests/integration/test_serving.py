@@ -9,7 +9,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.integration.conftest import Gateway
+from tests.integration.conftest import BANKING77_ADAPTER, Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def test_health_ready_models(gateway: Gateway) -> None:
     assert httpx.get(gateway.url + "/health").json() == {"status": "ok"}
     assert httpx.get(gateway.url + "/ready").json() == {"status": "ready"}
     ids = [m["id"] for m in httpx.get(gateway.url + "/v1/models").json()["data"]]
-    assert ids == ["base", "tenant-a", "tenant-b", "demo"]
+    assert ids == ["base", "tenant-a", "tenant-b", "demo", "banking77"]
 
 
 def test_chat_without_schema(gateway: Gateway) -> None:
@@ -134,7 +134,7 @@ def test_streaming_matches_non_streaming(gateway: Gateway) -> None:
 
 
 def test_classify_base_and_adapter(gateway: Gateway) -> None:
-    labels = {"billing", "technical_support", "account_access", "cancellation", "feedback", "other"}
+    labels = {"password_reset", "billing_inquiry", "technical_support", "general_question"}
     for adapter in (None, "tenant-a"):
         body = {"text": "I forgot my password and cannot log in"}
         if adapter:
@@ -148,14 +148,17 @@ def test_classify_base_and_adapter(gateway: Gateway) -> None:
         assert value["adapter"] == (adapter or "base")
 
 
-HELD_OUT = [  # not in adapters/demo/train.jsonl
-    ("Why did you bill me 30 dollars extra?", "billing"),
-    ("Please cancel my plan, I am leaving", "cancellation"),
-    ("You guys are awesome, love the new feature", "feedback"),
-    ("Do you have offices in Paris?", "other"),
-    ("I cannot reset my password, the link has expired", "account_access"),
+HELD_OUT = [  # not in adapters/demo/data/support_intents.jsonl
+    ("Why did you bill me 30 dollars extra?", "billing_inquiry"),
+    ("I need a copy of the invoice for February", "billing_inquiry"),
+    ("The link to change my password has expired, send a new one", "password_reset"),
+    ("Do you have offices in Paris?", "general_question"),
     ("The mobile app freezes when I open settings", "technical_support"),
+    ("Error 503 whenever I try to save a document", "technical_support"),
 ]
+
+
+HELD_OUT_LABELS = {"password_reset", "billing_inquiry", "technical_support", "general_question"}
 
 
 def test_demo_adapter_serves_with_its_manifest_and_beats_base(gateway: Gateway) -> None:
@@ -169,6 +172,27 @@ def test_demo_adapter_serves_with_its_manifest_and_beats_base(gateway: Gateway) 
             correct[adapter] += res.json()["intent"] == label
     assert correct["demo"] >= 4, correct
     assert correct["demo"] > correct["base"], correct
+
+
+def test_two_trained_adapters_side_by_side(gateway: Gateway) -> None:
+    """demo and banking77 in one batch, each answering in its own label set."""
+    banking_labels = json.loads((BANKING77_ADAPTER / "manifest.json").read_text())["labels"]
+    requests = [
+        ("demo", "I was charged twice this month"),
+        ("banking77", "I still have not received my new card, it has been two weeks"),
+    ] * 3
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(
+            pool.map(
+                lambda r: gateway.post("/v1/classify", {"adapter": r[0], "text": r[1]}), requests
+            )
+        )
+    for (adapter, _), res in zip(requests, answers, strict=True):
+        assert res.status_code == 200, res.text
+        labels = banking_labels if adapter == "banking77" else HELD_OUT_LABELS
+        assert res.json()["intent"] in labels
+        assert res.headers["x-gateway-adapter"] == adapter
+    assert len(banking_labels) == 77
 
 
 def test_truncation_is_a_typed_error(gateway: Gateway) -> None:

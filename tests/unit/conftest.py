@@ -9,8 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.config import Settings
+from gateway.models import ModelInfo
 from gateway.server import create_app
 from tests.fake_engine import FakeEngine, ScriptedOutput
+
+FAKE_BASE = ModelInfo("fake-base", Path("/nonexistent"), "f" * 64)
 
 
 def make_peft_folder(path: Path, rank: int = 8) -> Path:
@@ -41,7 +44,7 @@ def engine() -> FakeEngine:
 
 @pytest.fixture
 def client(settings: Settings, engine: FakeEngine) -> Iterator[TestClient]:
-    app = create_app(settings, lambda _: (engine, "fake-base"), exit_on_failure=False)
+    app = create_app(settings, lambda _: (engine, FAKE_BASE), exit_on_failure=False)
     with TestClient(app) as test_client:
         deadline = time.monotonic() + 10
         while test_client.get("/ready").status_code != 200:

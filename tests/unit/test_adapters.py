@@ -12,7 +12,7 @@ from tests.unit.conftest import make_peft_folder
 
 @pytest.fixture
 def catalog() -> AdapterCatalog:
-    return AdapterCatalog("base", max_rank=16)
+    return AdapterCatalog("base", max_rank=16, base_fingerprint="a" * 64)
 
 
 def test_ids_are_unique_and_increasing(catalog: AdapterCatalog, tmp_path: Path) -> None:

@@ -109,11 +109,11 @@ def test_stream_success_has_done_and_usage(client: TestClient, engine: FakeEngin
 
 
 def test_named_schema_reference(client: TestClient, engine: FakeEngine) -> None:
-    script(engine, '{"intent":"billing","confidence":0.9,"requires_human_agent":false}')
+    script(engine, '{"intent":"billing_inquiry","confidence":0.9,"requires_human_agent":false}')
     fmt = {"type": "json_schema", "json_schema": {"name": "intent_classification"}}
     res = chat(client, response_format=fmt)
     assert res.status_code == 200
-    assert engine.calls[-1].json_schema["properties"]["intent"]["enum"][0] == "billing"
+    assert engine.calls[-1].json_schema["properties"]["intent"]["enum"][0] == "password_reset"
 
 
 def test_error_codes(client: TestClient) -> None:
@@ -170,10 +170,10 @@ def test_malformed_and_oversized_bodies(client: TestClient) -> None:
 
 
 def test_classify_uses_intent_schema(client: TestClient, engine: FakeEngine) -> None:
-    script(engine, '{"intent":"account_access","confidence":0.8,"requires_human_agent":false}')
+    script(engine, '{"intent":"password_reset","confidence":0.8,"requires_human_agent":false}')
     res = client.post("/v1/classify", json={"text": "I forgot my password"})
     assert res.status_code == 200
-    assert res.json()["intent"] == "account_access"
+    assert res.json()["intent"] == "password_reset"
     assert engine.calls[-1].temperature == 0
     assert engine.calls[-1].json_schema["properties"]["confidence"]["maximum"] == 1
 

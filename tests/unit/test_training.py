@@ -9,8 +9,24 @@ import pytest
 from gateway.config import Settings
 from gateway.models import resolve_model
 from gateway.service.classify import default_system_prompt
-from gateway.training.data import LabelledExample, load_labelled
-from gateway.training.recipe import IGNORE, answer_json, batches, encode
+from gateway.service.schemas import SchemaRegistry
+from gateway.training.checks import FAIL, WARN, run_checks
+from gateway.training.config import load_config
+from gateway.training.data import (
+    Example,
+    LabelledExample,
+    answer_json,
+    load_examples,
+    load_labelled,
+    split,
+)
+from gateway.training.recipe import IGNORE, batches, encode
+
+LABELS = ("billing", "other")
+
+
+def ex(text: str, label: str = "billing", completion: str | None = None) -> Example:
+    return Example(text, completion or answer_json(LabelledExample(text, label), 0.9), label)
 
 
 def test_jsonl_and_csv(tmp_path: Path) -> None:
@@ -22,12 +38,68 @@ def test_jsonl_and_csv(tmp_path: Path) -> None:
     assert load_labelled(csv) == [LabelledExample("my card is lost", "lost_or_stolen_card")]
 
 
+def test_chat_and_prompt_completion_formats(tmp_path: Path) -> None:
+    answer = '{"intent":"other","confidence":1,"requires_human_agent":false}'
+    chat = {
+        "messages": [
+            {"role": "system", "content": "Classify."},
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": answer},
+        ]
+    }
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(chat) + "\n" + json.dumps({"prompt": "yo", "completion": answer}))
+    first, second = load_examples(data, 0.9)
+    assert (first.text, first.system_prompt, first.label) == ("hello", "Classify.", "other")
+    assert (second.text, second.label) == ("yo", "other")
+
+
 @pytest.mark.parametrize("row", [{"text": "x"}, {"intent": "a"}, {"text": "", "intent": "a"}])
 def test_bad_rows_name_the_line(tmp_path: Path, row: dict) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"text": "ok", "intent": "a"}) + "\n" + json.dumps(row))
     with pytest.raises(ValueError, match=r"d\.jsonl:2"):
         load_labelled(data)
+
+
+def test_split_is_deterministic_and_stratified() -> None:
+    items = [ex(f"b{i}") for i in range(10)] + [ex(f"o{i}", "other") for i in range(10)]
+    train, val = split(items, 0.2, seed=3)
+    assert split(items, 0.2, seed=3) == (train, val)
+    assert sorted(e.label for e in val) == ["billing", "billing", "other", "other"]
+    assert {e.text for e in train}.isdisjoint(e.text for e in val)
+
+
+def _checks(train: list[Example], held: list[Example], lengths: list[int] | None = None):
+    schema = SchemaRegistry(labels=LABELS, schemas_dir=None, max_bytes=10**5, max_depth=16).named(
+        "intent_classification"
+    )
+    return {
+        name: status
+        for name, status, _ in run_checks(
+            train, {"validation": held}, schema, LABELS, lengths or [10] * len(train), 100
+        ).rows
+    }
+
+
+def test_checks_pass_clean_data() -> None:
+    train = [ex("a"), ex("b"), ex("c", "other"), ex("d", "other")]
+    assert set(_checks(train, [ex("e")]).values()) == {"ok"}
+
+
+def test_checks_catch_each_problem() -> None:
+    base = [ex("a"), ex("b"), ex("c", "other"), ex("d", "other")]
+    assert _checks([*base, ex("x", completion="{oops")], [])["completions match schema"] == FAIL
+    bad = '{"intent":"billing","confidence":7,"requires_human_agent":false}'
+    assert _checks([*base, ex("x", completion=bad)], [])["completions match schema"] == FAIL
+    assert _checks([*base, ex("x", "weather")], [])["labels in label set"] == FAIL
+    assert _checks([*base, ex("a")], [])["exact duplicates"] == WARN
+    assert _checks([*base, ex("a", "other")], [])["exact duplicates"] == FAIL
+    assert _checks([*base, ex("A!")], [])["near duplicates"] == WARN
+    assert _checks(base, [ex("b.")])["leakage train/validation"] == WARN
+    skewed = [*base, *(ex(f"z{i}") for i in range(10))]
+    assert _checks(skewed, [])["class balance"] == WARN
+    assert _checks(base, [], [10, 10, 10, 500])["context length"] == FAIL
 
 
 def test_answer_is_whitespace_free_json() -> None:
@@ -40,18 +112,14 @@ def test_loss_covers_only_the_answer() -> None:
 
     info = resolve_model(None, Settings().model_cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(info.path)
-    example = LabelledExample("I forgot my password", "account_access")
-    ids, labels = encode(
-        tokenizer, default_system_prompt(("account_access", "other")), example, 0.9
-    )
+    example = ex("I forgot my password", "other")
+    ids, labels = encode(tokenizer, default_system_prompt(LABELS), example)
     assert len(ids) == len(labels)
     answer = [t for t in labels if t != IGNORE]
     first = labels.index(answer[0])
     assert all(t == IGNORE for t in labels[:first])
-    assert tokenizer.decode(answer) == answer_json(example, 0.9) + "<|im_end|>"
-    # the prompt part is exactly what the gateway renders at inference
-    prompt = tokenizer.decode(ids[:first])
-    assert prompt.endswith("<|im_start|>assistant\n")
+    assert tokenizer.decode(answer) == example.completion + "<|im_end|>"
+    assert tokenizer.decode(ids[:first]).endswith("<|im_start|>assistant\n")
 
 
 def test_batches_are_length_sorted_and_cover_everything() -> None:
@@ -61,3 +129,20 @@ def test_batches_are_length_sorted_and_cover_everything() -> None:
     for chunk in chunks:
         lengths = [len(encoded[i][0]) for i in chunk]
         assert max(lengths) - min(lengths) <= 2
+
+
+def test_config_file_and_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "t.yaml"
+    config.write_text("name: demo\ndata: d.jsonl\nepochs: 3\nlabels: [a, b]\n")
+    cfg = load_config(config, ["epochs=1", "learning_rate=5e-4", "bf16=false"])
+    assert (cfg.epochs, cfg.learning_rate, cfg.bf16, cfg.label_set()) == (
+        1,
+        5e-4,
+        False,
+        ("a", "b"),
+    )
+    assert cfg.out_dir == Path("adapters/demo/v1")
+    with pytest.raises(ValueError):
+        load_config(config, ["name=../escape"])
+    with pytest.raises(ValueError):
+        load_config(config, ["no_such_key=1"])

@@ -1,0 +1,87 @@
+"""Training run configuration: a YAML file plus ``key=value`` overrides on the command line.
+
+gateway train --config adapters/demo/train.yaml epochs=3 learning_rate=5e-4
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    version: str = Field(default="v1", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    data: Path
+    validation: Path | None = None
+    test: Path | None = None
+    labels: list[str] = Field(default_factory=list)
+    labels_file: Path | None = None
+    schema_name: str = "intent_classification"
+    system_prompt: str | None = None
+    per_class: int | None = Field(default=None, ge=1)
+    val_share: float = Field(default=0.2, ge=0, lt=1)
+    eval_per_class: int | None = Field(default=None, ge=1)
+    rank: int = Field(default=8, ge=1, le=256)
+    alpha: int = Field(default=16, ge=1)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: list(ALL_LINEAR))
+    epochs: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    warmup_steps: int = Field(default=5, ge=0)
+    early_stopping_patience: int = Field(default=2, ge=0)
+    max_length: int = Field(default=512, ge=16)
+    confidence: float = Field(default=0.9, ge=0, le=1)
+    bf16: bool = True
+    qlora: bool = False
+    seed: int = 0
+    out_root: Path = Path("adapters")
+    evaluate: bool = True
+    force: bool = False
+
+    @model_validator(mode="after")
+    def _labels_source(self) -> TrainConfig:
+        if self.labels and self.labels_file:
+            raise ValueError("give labels or labels_file, not both")
+        return self
+
+    def label_set(self) -> tuple[str, ...]:
+        if self.labels_file is not None:
+            return tuple(json.loads(self.labels_file.read_text()))
+        return tuple(self.labels)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.out_root / self.name / self.version
+
+
+def _coerce(value: str) -> Any:
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def load_config(path: Path | None, overrides: list[str]) -> TrainConfig:
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: the top level must be a mapping")
+        data.update(loaded)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not key=value")
+        data[key.strip()] = _coerce(value)
+    return TrainConfig(**data)

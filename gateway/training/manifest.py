@@ -1,0 +1,85 @@
+"""The adapter manifest: everything needed to serve, audit and reproduce an adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.models import ModelInfo
+from gateway.service.schemas import canonical_digest
+from schemas import NAMED_MODELS
+
+REQUIRED_KEYS = (
+    "name", "version", "base_model", "lora", "dataset", "schema", "system_prompt", "labels",
+    "training", "seed", "versions", "created", "launch",
+)  # fmt: skip
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Temp file + rename in the same folder: readers see the old or the new file, whole."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "peft": peft.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def build_manifest(cfg: Any, base: ModelInfo, data: Any, metrics: dict, data_sha256: str) -> dict:
+    schema = NAMED_MODELS[cfg.schema_name](tuple(data.labels)).model_json_schema()
+    return {
+        "name": cfg.name,
+        "version": cfg.version,
+        "base_model": {"name": base.name, "fingerprint": base.fingerprint},
+        "lora": {
+            "rank": cfg.rank,
+            "alpha": cfg.alpha,
+            "dropout": cfg.dropout,
+            "target_modules": list(cfg.target_modules),
+        },
+        "dataset": {
+            "file": cfg.data.name,
+            "sha256": data_sha256,
+            "train_size": len(data.train),
+            "held_out_sizes": {k: len(v) for k, v in data.held_out.items()},
+            "per_class": cfg.per_class,
+        },
+        "schema": {"name": cfg.schema_name, "sha256": canonical_digest(schema)},
+        "system_prompt": data.system_prompt,
+        "labels": list(data.labels),
+        "data_checks": data.checks.as_dict(),
+        "training": {
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "grad_accum": cfg.grad_accum,
+            "learning_rate": cfg.learning_rate,
+            "bf16": cfg.bf16,
+            "qlora": cfg.qlora,
+            **metrics,
+        },
+        "evaluation": None,
+        "seed": cfg.seed,
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "launch": " ".join(["gateway", *sys.argv[1:]]),
+    }
