@@ -124,12 +124,17 @@ def load_examples(path: Path, confidence: float) -> list[Example]:
     return out
 
 
+def _by_label(examples: list[Example]) -> dict[str | None, list[Example]]:
+    groups: dict[str | None, list[Example]] = {}
+    for example in examples:
+        groups.setdefault(example.label, []).append(example)
+    return groups
+
+
 def per_class_sample(examples: list[Example], per_class: int, seed: int) -> list[Example]:
     """At most ``per_class`` examples of each label, chosen reproducibly."""
     rng = random.Random(seed)
-    by_label: dict[str | None, list[Example]] = {}
-    for example in examples:
-        by_label.setdefault(example.label, []).append(example)
+    by_label = _by_label(examples)
     picked: list[Example] = []
     for label in sorted(by_label, key=str):
         group = by_label[label]
@@ -144,9 +149,7 @@ def split(
     rng = random.Random(seed)
     train: list[Example] = []
     val: list[Example] = []
-    by_label: dict[str | None, list[Example]] = {}
-    for example in examples:
-        by_label.setdefault(example.label, []).append(example)
+    by_label = _by_label(examples)
     for label in sorted(by_label, key=str):
         group = list(by_label[label])
         rng.shuffle(group)
