@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,10 +39,12 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(default=1, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
     warmup_steps: int = Field(default=5, ge=0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
     early_stopping_patience: int = Field(default=2, ge=0)
     max_length: int = Field(default=512, ge=16)
     confidence: float = Field(default=0.9, ge=0, le=1)
     bf16: bool = True
+    share_prefix: bool = True
     qlora: bool = False
     seed: int = 0
     out_root: Path = Path("adapters")

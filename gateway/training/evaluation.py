@@ -37,29 +37,60 @@ def macro_f1(gold: list[str], predicted: list[str | None]) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
-def score(gold: list[str], predicted: list[str | None], errors: list[str | None]) -> dict:
+def score(
+    gold: list[str],
+    predicted: list[str | None],
+    errors: list[str | None],
+    human_gold: list[bool | None] | None = None,
+    human_predicted: list[bool | None] | None = None,
+) -> dict:
+    """Accuracy, macro-F1 and schema-valid rate; ``requires_human_agent`` accuracy too
+    when the data labels it (a flag the routing code acts on, so it is scored apart)."""
     n = len(gold)
     correct = sum(g == p for g, p in zip(gold, predicted, strict=True))
-    return {
+    result: dict[str, Any] = {
         "items": n,
         "accuracy": round(correct / n, 4) if n else None,
         "macro_f1": round(macro_f1(gold, predicted), 4),
         "schema_valid_rate": round(sum(e is None for e in errors) / n, 4) if n else None,
         "errors": dict(Counter(e for e in errors if e)),
+        "top_confusions": [
+            {"gold": g, "predicted": p, "count": c}
+            for (g, p), c in Counter(
+                (g, p) for g, p in zip(gold, predicted, strict=True) if p is not None and g != p
+            ).most_common(5)
+        ],
     }
+    pairs = [
+        (g, p)
+        for g, p in zip(human_gold or [], human_predicted or [], strict=True)
+        if g is not None
+    ]
+    if pairs and any(g for g, _ in pairs):  # all-false labels say nothing about the flag
+        result["human_agent_accuracy"] = round(sum(g == p for g, p in pairs) / len(pairs), 4)
+    return result
+
+
+def gold_human_flag(example: Example) -> bool | None:
+    try:
+        value = json.loads(example.completion)
+    except json.JSONDecodeError:
+        return None
+    flag = value.get("requires_human_agent") if isinstance(value, dict) else None
+    return flag if isinstance(flag, bool) else None
 
 
 async def _classify_all(services: Any, adapter: str, items: list[Example], desc: str) -> list:
     gate = asyncio.Semaphore(CONCURRENCY)
     bar = tqdm(total=len(items), desc=desc, unit="item")
 
-    async def one(example: Example) -> tuple[str | None, str | None]:
+    async def one(example: Example) -> tuple[str | None, bool | None, str | None]:
         async with gate:
             try:
                 found = await services.classify.classify(example.text, adapter)
-                return found.result.intent, None
+                return found.result.intent, found.result.requires_human_agent, None
             except GatewayError as exc:
-                return None, exc.code
+                return None, None, exc.code
             finally:
                 bar.update()
 
@@ -85,10 +116,23 @@ async def _evaluate(adapter_dir: Path, cfg: TrainConfig, settings: Settings) -> 
         for split_name, items in held_out.items():
             results = await _classify_all(services, cfg.name, items, f"eval {split_name}")
             gold = [e.label or "" for e in items]
-            metrics[split_name] = score(gold, [r[0] for r in results], [r[1] for r in results])
+            metrics[split_name] = score(
+                gold,
+                [r[0] for r in results],
+                [r[2] for r in results],
+                [gold_human_flag(e) for e in items],
+                [r[1] for r in results],
+            )
             predictions += [
-                {"split": split_name, "text": e.text, "gold": e.label, "predicted": p, "error": err}
-                for e, (p, err) in zip(items, results, strict=True)
+                {
+                    "split": split_name,
+                    "text": e.text,
+                    "gold": e.label,
+                    "predicted": p,
+                    "requires_human_agent": human,
+                    "error": err,
+                }
+                for e, (p, human, err) in zip(items, results, strict=True)
             ]
     finally:
         engine.shutdown()  # type: ignore[attr-defined]
@@ -122,15 +166,23 @@ def render_report(manifest: dict) -> str:
         "",
         "## Evaluation (vLLM engine, adapter prompt, constrained decoding)",
         "",
-        "| split | items | accuracy | macro-F1 | schema-valid |",
-        "|---|---|---|---|---|",
+        "| split | items | accuracy | macro-F1 | schema-valid | requires_human_agent accuracy |",
+        "|---|---|---|---|---|---|",
     ]
-    for split_name, m in (manifest.get("evaluation") or {}).items():
-        if isinstance(m, dict):
-            lines.append(
-                f"| {split_name} | {m['items']} | {m['accuracy']} | {m['macro_f1']} "
-                f"| {m['schema_valid_rate']} |"
-            )
+    evaluation = {
+        k: m for k, m in (manifest.get("evaluation") or {}).items() if isinstance(m, dict)
+    }
+    for split_name, m in evaluation.items():
+        lines.append(
+            f"| {split_name} | {m['items']} | {m['accuracy']} | {m['macro_f1']} "
+            f"| {m['schema_valid_rate']} | {m.get('human_agent_accuracy', 'n/a')} |"
+        )
+    for split_name, m in evaluation.items():
+        if m.get("top_confusions"):
+            lines += ["", f"Most confused on {split_name} (gold → predicted, count):", ""]
+            lines += [
+                f"- {c['gold']} → {c['predicted']}: {c['count']}" for c in m["top_confusions"]
+            ]
     lines += [
         "",
         "## Training",

@@ -29,6 +29,7 @@ def write_json_atomic(path: Path, value: Any) -> None:
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a gateway running as another user must read it
     os.replace(tmp, path)
 
 
@@ -73,6 +74,9 @@ def build_manifest(cfg: Any, base: ModelInfo, data: Any, metrics: dict, data_sha
             "batch_size": cfg.batch_size,
             "grad_accum": cfg.grad_accum,
             "learning_rate": cfg.learning_rate,
+            "lr_schedule": cfg.lr_schedule,
+            "warmup_steps": cfg.warmup_steps,
+            "share_prefix": cfg.share_prefix,
             "bf16": cfg.bf16,
             "qlora": cfg.qlora,
             **metrics,

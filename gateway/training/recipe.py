@@ -23,12 +23,11 @@ from typing import Any
 from gateway.models import ModelInfo
 from gateway.service.classify import classify_messages, default_system_prompt
 from gateway.service.schemas import SchemaRegistry
+from gateway.training.batching import IGNORE, batch_loss, batches
 from gateway.training.checks import run_checks
 from gateway.training.config import TrainConfig
 from gateway.training.data import Example, load_examples, per_class_sample, sha256_text, split
 from gateway.training.manifest import build_manifest, write_json_atomic
-
-IGNORE = -100
 
 
 class DataCheckFailed(ValueError):
@@ -59,12 +58,14 @@ def encode(tokenizer: Any, system_prompt: str, example: Example) -> tuple[list[i
     return prompt + completion, [IGNORE] * len(prompt) + completion
 
 
-def batches(encoded: list[tuple[list[int], list[int]]], size: int, rng: random.Random):
-    """Length-sorted buckets (little padding), visited in random order each epoch."""
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-    chunks = [order[i : i + size] for i in range(0, len(order), size)]
-    rng.shuffle(chunks)
-    return chunks
+def lr_factor(step: int, warmup: int, total: int, kind: str) -> float:
+    """Linear warm-up, then constant or cosine decay to a tenth of the peak rate."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if kind == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def load_splits(cfg: TrainConfig) -> tuple[list[Example], list[Example], dict[str, list[Example]]]:
@@ -102,21 +103,6 @@ def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
     if report.failed:
         raise DataCheckFailed("data checks failed (see the table above); nothing was trained")
     return Prepared(train, held_out, labels, system_prompt, encoded, val_encoded, report)
-
-
-def _tensors(encoded, chunk, pad: int):
-    import torch
-
-    width = max(len(encoded[i][0]) for i in chunk)
-    ids = torch.full((len(chunk), width), pad)
-    tgt = torch.full((len(chunk), width), IGNORE)
-    mask = torch.zeros((len(chunk), width), dtype=torch.long)
-    for row, i in enumerate(chunk):
-        seq, lab = encoded[i]
-        ids[row, : len(seq)] = torch.tensor(seq)
-        tgt[row, : len(lab)] = torch.tensor(lab)
-        mask[row, : len(seq)] = 1
-    return ids, tgt, mask
 
 
 def _load_model(cfg: TrainConfig, model_dir: Path):
@@ -165,7 +151,8 @@ def train(cfg: TrainConfig, base: ModelInfo) -> Path:
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
     steps_per_epoch = math.ceil(len(data.encoded) / cfg.batch_size / cfg.grad_accum)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))
+        optimizer,
+        lambda s: lr_factor(s, cfg.warmup_steps, steps_per_epoch * cfg.epochs, cfg.lr_schedule),
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     autocast = (
@@ -181,10 +168,8 @@ def train(cfg: TrainConfig, base: ModelInfo) -> Path:
         total, count = 0.0, 0
         with torch.no_grad(), autocast:
             for chunk in batches(data.val_encoded, cfg.batch_size, random.Random(0)):
-                ids, tgt, mask = (t.to(device) for t in _tensors(data.val_encoded, chunk, pad))
-                total += float(model(input_ids=ids, attention_mask=mask, labels=tgt).loss) * len(
-                    chunk
-                )
+                loss, _ = batch_loss(model, data.val_encoded, chunk, pad, cfg.share_prefix)
+                total += float(loss) * len(chunk)
                 count += len(chunk)
         model.train()
         return total / count
@@ -199,11 +184,10 @@ def train(cfg: TrainConfig, base: ModelInfo) -> Path:
     for epoch in range(1, cfg.epochs + 1):
         losses: list[float] = []
         for n, chunk in enumerate(batches(data.encoded, cfg.batch_size, rng), start=1):
-            ids, tgt, mask = (t.to(device) for t in _tensors(data.encoded, chunk, pad))
             with autocast:
-                loss = model(input_ids=ids, attention_mask=mask, labels=tgt).loss
+                loss, chunk_tokens = batch_loss(model, data.encoded, chunk, pad, cfg.share_prefix)
             (loss / cfg.grad_accum).backward()
-            num_tokens += int(mask.sum())
+            num_tokens += chunk_tokens
             losses.append(float(loss))
             if n % cfg.grad_accum == 0:
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from gateway.config import Settings
 from gateway.models import resolve_model
 from gateway.service.classify import default_system_prompt
 from gateway.service.schemas import SchemaRegistry
+from gateway.training.batching import IGNORE
 from gateway.training.checks import FAIL, WARN, run_checks
 from gateway.training.config import load_config
 from gateway.training.data import (
@@ -20,7 +20,7 @@ from gateway.training.data import (
     load_labelled,
     split,
 )
-from gateway.training.recipe import IGNORE, batches, encode
+from gateway.training.recipe import encode
 
 LABELS = ("billing", "other")
 
@@ -120,15 +120,6 @@ def test_loss_covers_only_the_answer() -> None:
     assert all(t == IGNORE for t in labels[:first])
     assert tokenizer.decode(answer) == example.completion + "<|im_end|>"
     assert tokenizer.decode(ids[:first]).endswith("<|im_start|>assistant\n")
-
-
-def test_batches_are_length_sorted_and_cover_everything() -> None:
-    encoded = [([0] * n, [0] * n) for n in (5, 1, 9, 3, 7, 2)]
-    chunks = batches(encoded, 2, random.Random(0))
-    assert sorted(i for c in chunks for i in c) == list(range(6))
-    for chunk in chunks:
-        lengths = [len(encoded[i][0]) for i in chunk]
-        assert max(lengths) - min(lengths) <= 2
 
 
 def test_config_file_and_overrides(tmp_path: Path) -> None:
