@@ -111,3 +111,48 @@ class EngineFailed(GatewayError):
     status_code = 500
     code = "engine_error"
     retryable = True
+
+
+class Unauthorized(GatewayError):
+    """No key, or a key that is not a tenant's (or not the admin's, on admin routes)."""
+
+    status_code = 401
+    code = "invalid_api_key"
+    error_type = "authentication_error"
+
+
+class AdapterForbidden(GatewayError):
+    """The tenant may not use this adapter. Worded the same whether or not it exists."""
+
+    status_code = 403
+    code = "adapter_forbidden"
+    error_type = "permission_error"
+
+
+class RateLimited(GatewayError):
+    """Over a request-rate, token-rate or concurrency limit; ``Retry-After`` says when."""
+
+    status_code = 429
+    code = "rate_limited"
+    error_type = "rate_limit_error"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class Conflict(GatewayError):
+    """The operation clashes with the current state (e.g. deleting a served version)."""
+
+    status_code = 409
+    code = "conflict"
+    error_type = "invalid_request_error"
+
+
+class AdapterUnavailable(GatewayError):
+    """Every engine slot is busy with in-flight requests of other adapters."""
+
+    status_code = 503
+    code = "adapter_unavailable"
+    retryable = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +16,11 @@ log = logging.getLogger(__name__)
 
 
 def error_response(exc: errors.GatewayError) -> JSONResponse:
-    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+    headers = None
+    if isinstance(exc, errors.RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    elif exc.status_code == 503:
+        headers = {"Retry-After": "5"}
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 
