@@ -17,10 +17,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "port", None):
         overrides["port"] = args.port
     for spec in getattr(args, "adapter", None) or []:
-        name, _, path = spec.partition("=")
-        if not name or not path:
-            sys.exit(f"--adapter expects NAME=PATH, got {spec!r}")
-        overrides.setdefault("adapters", {})[name] = Path(path)
+        name, _, version = spec.partition("=")
+        if not name or not version:
+            sys.exit(
+                f"--adapter expects NAME=VERSION (a folder adapters/NAME/VERSION), got {spec!r}"
+            )
+        overrides.setdefault("adapters", {})[name] = version
     settings = Settings(**overrides)
     if "adapters" in overrides:  # --adapter adds to, not replaces, configured ones
         merged = {**Settings().adapters, **overrides["adapters"]}
@@ -105,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default from settings: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default from settings: 8000)")
     serve.add_argument(
-        "--adapter", action="append", metavar="NAME=PATH", help="serve a PEFT adapter; repeatable"
+        "--adapter",
+        action="append",
+        metavar="NAME=VERSION",
+        help="register adapter_store/NAME/VERSION at start (current if NAME is new); repeatable",
     )
     serve.set_defaults(func=cmd_serve)
 

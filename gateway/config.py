@@ -8,19 +8,21 @@ also works, as JSON).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from gateway.training.config import ALL_LINEAR
 from schemas.intent import DEMO_LABELS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -76,10 +78,17 @@ class Settings(BaseSettings):
     enforce_eager: bool = False
     seed: int = 0
 
-    # LoRA
-    adapters: dict[str, Path] = Field(
-        default_factory=lambda: {"demo": REPO_ROOT / "adapters" / "demo" / "v1"}
+    # LoRA adapters: the store, the registry state, and what to register at start-up
+    adapter_store: Path = REPO_ROOT / "adapters"
+    registry_file: Path | None = Field(
+        default=None, description="alias state; empty = <adapter_store>/registry.json"
     )
+    adapters: dict[str, str] = Field(
+        default_factory=lambda: {"demo": "v1"},
+        description="name -> version registered at start if missing (current if the name is new)",
+    )
+    max_adapter_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    lora_target_modules: list[str] = Field(default_factory=lambda: list(ALL_LINEAR))
     max_loras: int = Field(default=8, ge=1)
     max_cpu_loras: int = Field(default=16, ge=1)
     max_lora_rank: int = Field(default=16, ge=1)
@@ -96,6 +105,16 @@ class Settings(BaseSettings):
     default_max_tokens: int = Field(default=256, ge=1)
     max_tokens_cap: int = Field(default=1024, ge=1)
     classify_max_tokens: int = Field(default=96, ge=16)
+
+    # Tenancy and keys
+    auth_mode: Literal["tenants", "none"] = Field(
+        default="none", description="none = open, for local development on loopback only"
+    )
+    tenants_file: Path | None = None
+    admin_key: SecretStr | None = None
+    allow_open_auth: bool = Field(
+        default=False, description="permit auth_mode=none on a non-loopback address"
+    )
 
     # Classification (/v1/classify) for requests on the base model
     intent_labels: list[str] = Field(default_factory=lambda: list(DEMO_LABELS))
@@ -129,6 +148,35 @@ class Settings(BaseSettings):
             raise ValueError("default_max_tokens must not exceed max_tokens_cap")
         if self.max_tokens_cap >= self.max_model_len:
             raise ValueError("max_tokens_cap must be below max_model_len")
+        if self.served_model_name in self.adapters:
+            raise ValueError(f"{self.served_model_name!r} names the base model, not an adapter")
         if self.max_cpu_loras < self.max_loras:
             raise ValueError("max_cpu_loras must be >= max_loras")
+        if self.auth_mode == "none" and not _is_loopback(self.host) and not self.allow_open_auth:
+            raise ValueError(
+                f"auth_mode=none serves anyone who can reach {self.host}; use auth_mode=tenants, "
+                "bind to 127.0.0.1, or set allow_open_auth=true to force it"
+            )
+        if self.auth_mode == "tenants" and self.tenants_file is None:
+            raise ValueError("auth_mode=tenants needs tenants_file (a YAML file of tenants)")
+        if self.admin_key is not None:
+            key = self.admin_key.get_secret_value()
+            if len(key) < 16 or key.lower() in _PLACEHOLDER_KEYS:
+                raise ValueError("admin_key must be a random secret of at least 16 characters")
         return self
+
+    @property
+    def registry_path(self) -> Path:
+        return self.registry_file or self.adapter_store / "registry.json"
+
+
+_PLACEHOLDER_KEYS = {"changeme", "change-me", "changethis", "secret", "admin", "password"}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

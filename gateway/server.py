@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from gateway import errors
-from gateway.api import chat, classify, health, models
+from gateway.api import admin, chat, classify, health, models
 from gateway.api import errors as api_errors
 from gateway.config import Settings
 from gateway.engine.types import EngineClient
@@ -32,17 +32,19 @@ log = logging.getLogger("gateway")
 class BodyLimit:
     """Refuses request bodies over ``max_bytes`` before they are buffered (413)."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, upload_max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_max_bytes = upload_max_bytes  # adapter archives are larger than requests
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_max_bytes if scope["path"] == UPLOAD_PATH else self.max_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(send, limit)
             return
         seen = 0
 
@@ -50,17 +52,17 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 raise _TooLarge
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
-            await self._reject(send)
+            await self._reject(send, limit)
 
-    async def _reject(self, send: Callable) -> None:
-        body = errors.BodyTooLarge(f"the request body is over {self.max_bytes} bytes").to_body()
+    async def _reject(self, send: Callable, limit: int) -> None:
+        body = errors.BodyTooLarge(f"the request body is over {limit} bytes").to_body()
         payload = json.dumps(body).encode()
         headers = [
             (b"content-type", b"application/json"),
@@ -68,6 +70,9 @@ class BodyLimit:
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+UPLOAD_PATH = "/admin/adapters/upload"
 
 
 class _TooLarge(Exception):
@@ -106,14 +111,15 @@ async def start_services(
     try:
         engine, base = await asyncio.to_thread(factory, settings)
         services = Services.build(settings, engine, base)
-        for name, path in settings.adapters.items():
-            services.adapters.add(name, path)  # validate every adapter before the engine starts
+        services.adapters.recover()  # drop (and log) persisted versions that no longer pass
+        for name, version in settings.adapters.items():
+            services.adapters.ensure(name, version)  # validated before the engine starts
         app.state.engine = engine
         await engine.start()  # type: ignore[attr-defined]
-        for adapter in services.adapters.all():
-            await engine.add_lora(adapter.lora)
+        for name in services.adapters.names()[: settings.max_cpu_loras]:
+            await services.adapters.load(name)  # warm the current versions
         app.state.services = services
-        log.info("gateway ready: base=%s adapters=%s", base.name, sorted(settings.adapters))
+        log.info("gateway ready: base=%s adapters=%s", base.name, services.adapters.names())
         print(ready_banner(settings), flush=True)
     except Exception as exc:
         app.state.startup_error = f"{type(exc).__name__}: {exc}"
@@ -163,7 +169,11 @@ def create_app(
     )
     app.state.settings = settings
     api_errors.install(app)
-    for router in (health.router, models.router, chat.router, classify.router):
+    for router in (health.router, models.router, chat.router, classify.router, admin.router):
         app.include_router(router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        upload_max_bytes=settings.max_adapter_bytes,
+    )
     return app

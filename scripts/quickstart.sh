@@ -11,7 +11,7 @@ PORT=${GATEWAY_PORT:-8000}
 URL="http://$HOST:$PORT"
 export GATEWAY_HOST=$HOST GATEWAY_PORT=$PORT
 
-.venv/bin/python -m gateway.cli serve --adapter demo=adapters/demo/v1 &
+.venv/bin/python -m gateway.cli serve &  # serves the demo adapter by default
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' INT TERM EXIT
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gateway.models import ModelInfo
+
+FAKE_BASE = ModelInfo("fake-base", Path("/nonexistent"), "f" * 64)
+
 
 def make_random_adapter(
-    model_dir: Path, out_dir: Path, *, seed: int, rank: int = 8, scale: float = 1.0
+    base: ModelInfo, out_dir: Path, *, seed: int, rank: int = 8, scale: float = 1.0
 ) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -22,20 +26,60 @@ def make_random_adapter(
     if (out_dir / "adapter_model.safetensors").is_file():
         return out_dir
     torch.manual_seed(seed)
-    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
     config = LoraConfig(
         r=rank,
         lora_alpha=rank,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
         init_lora_weights=False,
     )
-    peft_model = get_peft_model(base, config)
+    peft_model = get_peft_model(model, config)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_" in name:
                 param.mul_(scale)
     peft_model.save_pretrained(out_dir, safe_serialization=True)
-    (out_dir / "manifest.json").write_text(
-        json.dumps({"trained": False, "note": "seeded random LoRA weights for tests", "seed": seed})
-    )
+    (out_dir / "README.md").unlink(missing_ok=True)
+    manifest = {
+        "name": out_dir.parent.name,
+        "version": out_dir.name,
+        "base_model": {"name": base.name, "fingerprint": base.fingerprint},
+        "lora": {"rank": rank, "alpha": rank, "target_modules": list(config.target_modules)},
+        "system_prompt": None,
+        "labels": None,
+        "trained": False,
+        "note": "seeded random LoRA weights for tests",
+        "seed": seed,
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest))
     return out_dir
+
+
+def make_peft_folder(
+    path: Path,
+    rank: int = 8,
+    fingerprint: str = FAKE_BASE.fingerprint,
+    labels: list[str] | None = None,
+    modules: tuple[str, ...] = ("q_proj", "v_proj"),
+) -> Path:
+    """A valid PEFT adapter folder (real safetensors, complete manifest), built without
+    torch; the tensors are tiny, so it suits registry checks, not an engine."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    config = {"r": rank, "peft_type": "LORA", "lora_alpha": 16, "target_modules": list(modules)}
+    (path / "adapter_config.json").write_text(json.dumps(config))
+    tensors = {f"base_model.model.layers.0.self_attn.{m}.lora_A.weight": np.zeros((rank, 4),
+               dtype=np.float32) for m in modules}  # fmt: skip
+    save_file(tensors, str(path / "adapter_model.safetensors"))
+    manifest = {
+        "name": path.parent.name,
+        "version": path.name,
+        "base_model": {"name": FAKE_BASE.name, "fingerprint": fingerprint},
+        "lora": {"rank": rank},
+        "system_prompt": "Classify." if labels else None,
+        "labels": labels,
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return path

@@ -42,6 +42,11 @@ class FakeEngine:
     async def add_lora(self, lora: LoraRef) -> None:
         self.loras.append(lora)
 
+    async def remove_lora(self, lora_id: int) -> bool:
+        before = len(self.loras)
+        self.loras = [x for x in self.loras if x.lora_id != lora_id]
+        return len(self.loras) < before
+
     async def generate(self, params: GenerationParams) -> AsyncIterator[GenerationChunk]:
         self.calls.append(params)
         if self.fail_with is not None:

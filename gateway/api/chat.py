@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from gateway.api.deps import ServicesDep
+from gateway.api.deps import ServicesDep, TenantDep
 from gateway.api.protocol import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -18,7 +18,15 @@ from gateway.api.streaming import sse_response
 from gateway.service.chat import ChatTask
 
 router = APIRouter(tags=["openai"])
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 413, 502, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503)}
+
+
+def adapter_headers(name: str | None, version: str | None, services: ServicesDep) -> dict:
+    """Which adapter and version produced the answer (pinned when the request was admitted)."""
+    headers = {"X-Gateway-Adapter": name or services.settings.served_model_name}
+    if version is not None:
+        headers["X-Gateway-Adapter-Version"] = version
+    return headers
 
 
 def to_task(body: ChatCompletionRequest) -> ChatTask:
@@ -39,9 +47,11 @@ def to_task(body: ChatCompletionRequest) -> ChatTask:
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)
-async def chat_completions(body: ChatCompletionRequest, services: ServicesDep) -> Response:
-    prepared = services.chat.prepare(to_task(body))
-    headers = {"X-Gateway-Adapter": prepared.adapter_name or services.settings.served_model_name}
+async def chat_completions(
+    body: ChatCompletionRequest, services: ServicesDep, tenant: TenantDep
+) -> Response:
+    prepared = services.chat.prepare(to_task(body), tenant)
+    headers = adapter_headers(prepared.adapter_name, prepared.adapter_version, services)
     if prepared.constraint is not None and prepared.constraint.name:
         headers["X-Gateway-Schema"] = prepared.constraint.name
     if body.stream:

@@ -21,6 +21,8 @@ def error_response(exc: errors.GatewayError) -> JSONResponse:
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     elif exc.status_code == 503:
         headers = {"Retry-After": "5"}
+    elif isinstance(exc, errors.Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 

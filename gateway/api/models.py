@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.api.deps import ServicesDep
+from gateway.api.deps import ServicesDep, TenantDep
 from gateway.api.protocol import ModelCard, ModelList
 
 router = APIRouter(tags=["openai"])
 
 
 @router.get("/v1/models", response_model=ModelList)
-async def list_models(services: ServicesDep) -> ModelList:
+async def list_models(services: ServicesDep, tenant: TenantDep) -> ModelList:
+    """A tenant sees the base model and the adapters it may use, nothing else."""
     base = services.settings.served_model_name
     cards = [ModelCard(id=base, created=services.adapters.created, root=services.base_model.name)]
-    cards += [
-        ModelCard(id=a.name, created=a.created, root=a.name, parent=base)
-        for a in services.adapters.all()
-    ]
+    for name in services.adapters.names():
+        if tenant is not None and not tenant.may_use(name):
+            continue
+        found = services.adapters.current(name)
+        cards.append(ModelCard(id=name, created=found.created, root=name, parent=base))
     return ModelList(data=cards)

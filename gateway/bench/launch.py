@@ -43,14 +43,17 @@ def free_port() -> int:
 def launch(
     log: Path,
     *,
-    adapters: dict[str, Path] | None = None,
+    adapters: dict[str, str] | None = None,
+    store: Path | None = None,
     env: dict[str, str] | None = None,
     timeout_s: float = 900,
 ) -> Iterator[RunningGateway]:
     port = free_port()
     child_env = {**os.environ, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1"}
-    if adapters:
-        child_env["GATEWAY_ADAPTERS"] = json.dumps({k: str(v) for k, v in adapters.items()})
+    if adapters is not None:  # name -> version, registered at start
+        child_env["GATEWAY_ADAPTERS"] = json.dumps(adapters)
+    if store is not None:
+        child_env["GATEWAY_ADAPTER_STORE"] = str(store)
     child_env.update(env or {})
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()

@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
     texts = load_texts(64)
-    adapters = {"demo": DEMO_ADAPTER} if DEMO_ADAPTER.is_dir() else {}
+    adapters = {"demo": "v1"} if DEMO_ADAPTER.is_dir() else {}
     with (
         tempfile.TemporaryDirectory() as tmp,
         launch(Path(tmp) / "gw.log", adapters=adapters) as gw,

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from gateway.config import Settings
 from gateway.engine.types import EngineClient
 from gateway.models import ModelInfo
-from gateway.service.adapters import AdapterCatalog
+from gateway.registry.registry import AdapterRegistry
+from gateway.registry.state import RegistryState
+from gateway.registry.store import AdapterStore, StoreLimits
 from gateway.service.chat import ChatService
 from gateway.service.classify import ClassifyService
 from gateway.service.schemas import SchemaRegistry
+from gateway.tenancy import Limiter, TenantDirectory, hash_key
 
 
 @dataclass
@@ -19,16 +22,37 @@ class Services:
 
     settings: Settings
     engine: EngineClient
-    adapters: AdapterCatalog
+    adapters: AdapterRegistry
     schemas: SchemaRegistry
     chat: ChatService
     classify: ClassifyService
     base_model: ModelInfo
+    tenants: TenantDirectory
+    limiter: Limiter
+    admin_key_hash: str | None
+
+    @property
+    def is_open(self) -> bool:
+        """No keys at all: local development (start-up refuses it off loopback)."""
+        return self.settings.auth_mode == "none"
 
     @classmethod
     def build(cls, settings: Settings, engine: EngineClient, base_model: ModelInfo) -> Services:
-        adapters = AdapterCatalog(
-            settings.served_model_name, settings.max_lora_rank, base_model.fingerprint
+        store = AdapterStore(
+            settings.adapter_store,
+            StoreLimits(
+                base_fingerprint=base_model.fingerprint,
+                max_rank=settings.max_lora_rank,
+                target_modules=frozenset(settings.lora_target_modules),
+                max_bytes=settings.max_adapter_bytes,
+            ),
+        )
+        adapters = AdapterRegistry(
+            store, RegistryState.load(settings.registry_path), engine, settings.max_cpu_loras
+        )
+        admin_hash = hash_key(settings.admin_key.get_secret_value()) if settings.admin_key else None
+        tenants = TenantDirectory.load(
+            settings.tenants_file if settings.auth_mode == "tenants" else None, admin_hash
         )
         schemas = SchemaRegistry(
             labels=tuple(settings.intent_labels),
@@ -36,8 +60,12 @@ class Services:
             max_bytes=settings.max_schema_bytes,
             max_depth=settings.max_schema_depth,
         )
-        chat = ChatService(engine, adapters, schemas, settings)
+        limiter = Limiter()
+        chat = ChatService(engine, adapters, schemas, settings, limiter)
         classify = ClassifyService(
             chat, tuple(settings.intent_labels), settings.classify_max_tokens
         )
-        return cls(settings, engine, adapters, schemas, chat, classify, base_model)
+        return cls(
+            settings, engine, adapters, schemas, chat, classify, base_model, tenants, limiter,
+            admin_hash,
+        )  # fmt: skip

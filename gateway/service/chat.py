@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway import errors
 from gateway.config import Settings
 from gateway.engine.types import EngineClient, GenerationChunk, GenerationParams
-from gateway.service.adapters import Adapter, AdapterCatalog
+from gateway.registry.registry import AdapterRegistry
+from gateway.registry.store import AdapterVersion
 from gateway.service.schemas import SchemaRegistry
 from gateway.service.validation import Constraint, check_output
+from gateway.tenancy import Limiter, Tenant
 
 RETRY_TEMPERATURE = 0.7
 
@@ -33,17 +36,32 @@ class ChatTask:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    budget: int | None = None  # the server's own default (e.g. classify), clamped to caps
 
 
 @dataclass(frozen=True)
 class PreparedChat:
+    """A checked request, pinned to the adapter version current when it was admitted."""
+
     params: GenerationParams
-    adapter: Adapter | None
+    adapter: AdapterVersion | None
     constraint: Constraint | None
+    tenant: Tenant | None = None  # None: open mode (no keys, no limits)
 
     @property
     def adapter_name(self) -> str | None:
         return self.adapter.name if self.adapter else None
+
+    @property
+    def adapter_version(self) -> str | None:
+        return self.adapter.version if self.adapter else None
+
+
+@dataclass
+class _Admission:
+    params: GenerationParams
+    num_tokens: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,14 +78,32 @@ class ChatService:
     def __init__(
         self,
         engine: EngineClient,
-        adapters: AdapterCatalog,
+        adapters: AdapterRegistry,
         schemas: SchemaRegistry,
         settings: Settings,
+        limiter: Limiter,
     ) -> None:
         self.engine = engine
         self.adapters = adapters
         self.schemas = schemas
         self.settings = settings
+        self.limiter = limiter
+
+    def resolve_adapter(self, model: str | None, tenant: Tenant | None) -> AdapterVersion | None:
+        """Name -> current version, after the tenant's access check.
+
+        A tenant gets the same 403 for an adapter that exists but is not theirs and for
+        one that does not exist, so keys cannot be used to probe other tenants' names.
+        """
+        if model is None and tenant is not None:
+            model = tenant.default_adapter
+        if model is None or model == self.settings.served_model_name:
+            return None
+        if tenant is not None and not tenant.may_use(model):
+            raise errors.AdapterForbidden(
+                f"this key may not use the model {model!r}", param="model"
+            )
+        return self.adapters.current(model)
 
     def constraint_for(self, response_format: dict[str, Any] | None) -> Constraint | None:
         """OpenAI ``response_format`` -> Constraint; a named schema needs no inline body."""
@@ -92,20 +128,27 @@ class ChatService:
             return Constraint(schema=self.schemas.named(spec["name"]))
         return Constraint(schema=self.schemas.resolve(spec["name"], spec["schema"]))
 
-    def prepare(self, task: ChatTask) -> PreparedChat:
-        adapter = self.adapters.resolve(task.model)
+    def prepare(self, task: ChatTask, tenant: Tenant | None = None) -> PreparedChat:
+        adapter = self.resolve_adapter(task.model, tenant)
         constraint = self.constraint_for(task.response_format)
-        return self.prepare_resolved(task, adapter, constraint)
+        return self.prepare_resolved(task, adapter, constraint, tenant)
 
     def prepare_resolved(
-        self, task: ChatTask, adapter: Adapter | None, constraint: Constraint | None
+        self,
+        task: ChatTask,
+        adapter: AdapterVersion | None,
+        constraint: Constraint | None,
+        tenant: Tenant | None = None,
     ) -> PreparedChat:
         if not task.messages:
             raise errors.InvalidRequest("messages must not be empty", param="messages")
         cap = self.settings.max_tokens_cap
+        owner = "this gateway's"
+        if tenant is not None and tenant.max_tokens is not None and tenant.max_tokens < cap:
+            cap, owner = tenant.max_tokens, "your"
         if task.max_tokens is not None and task.max_tokens > cap:
             raise errors.MaxTokensExceeded(
-                f"max_tokens {task.max_tokens} is over this gateway's cap of {cap}",
+                f"max_tokens {task.max_tokens} is over {owner} cap of {cap}",
                 param="max_tokens",
             )
         prompt_ids = self.engine.encode_chat(task.messages)
@@ -116,7 +159,8 @@ class ChatService:
                 f"{self.engine.max_model_len}",
                 param="messages",
             )
-        max_tokens = task.max_tokens or min(self.settings.default_max_tokens, room)
+        default = task.budget or self.settings.default_max_tokens
+        max_tokens = task.max_tokens or min(default, cap, room)
         if max_tokens > room:
             raise errors.PromptTooLong(
                 f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) exceeds the "
@@ -133,13 +177,39 @@ class ChatService:
             stop=task.stop,
             json_schema=constraint.schema.schema if constraint and constraint.schema else None,
             json_object=bool(constraint and constraint.json_object),
-            lora=adapter.lora if adapter else None,
         )
-        return PreparedChat(params=params, adapter=adapter, constraint=constraint)
+        return PreparedChat(params=params, adapter=adapter, constraint=constraint, tenant=tenant)
+
+    @asynccontextmanager
+    async def admitted(self, prepared: PreparedChat) -> AsyncIterator[_Admission]:
+        """Charge the tenant's limits and pin the adapter version for one request.
+
+        Both are released when the request ends, however it ends; unused tokens of the
+        reservation (prompt + max_tokens) go back to the tenant's token budget.
+        """
+        params = prepared.params
+        reserve = len(params.prompt_token_ids) + params.max_tokens
+        lease = self.limiter.admit(prepared.tenant, reserve) if prepared.tenant else None
+        admission = _Admission(params)
+        try:
+            if prepared.adapter is None:
+                yield admission
+            else:
+                async with self.adapters.lease(prepared.adapter) as lora:
+                    admission.params = replace(params, lora=lora)
+                    yield admission
+        finally:
+            if lease is not None:
+                lease.release(admission.num_tokens)
 
     async def complete(self, prepared: PreparedChat) -> ChatResult:
         """Generate, validate, and retry structured failures up to ``output_retries``."""
-        params = prepared.params
+        async with self.admitted(prepared) as admission:
+            result = await self._complete(prepared, admission.params)
+            admission.num_tokens = result.num_prompt_tokens + result.num_output_tokens
+            return result
+
+    async def _complete(self, prepared: PreparedChat, params: GenerationParams) -> ChatResult:
         attempts = 1 + (self.settings.output_retries if prepared.constraint else 0)
         for attempt in range(1, attempts + 1):
             text, last = await self._collect(params)
@@ -164,11 +234,13 @@ class ChatService:
         """Deltas as they come; a structured output is still validated at the end, and
         an invalid one ends the stream with the typed error instead of success."""
         text = ""
-        async for chunk in self.engine.generate(prepared.params):
-            text += chunk.text
-            if chunk.finish_reason is not None:
-                check_output(text, chunk.finish_reason, prepared.constraint)
-            yield chunk
+        async with self.admitted(prepared) as admission:
+            async for chunk in self.engine.generate(admission.params):
+                text += chunk.text
+                admission.num_tokens = chunk.num_prompt_tokens + chunk.num_output_tokens
+                if chunk.finish_reason is not None:
+                    check_output(text, chunk.finish_reason, prepared.constraint)
+                yield chunk
 
     async def _collect(self, params: GenerationParams) -> tuple[str, GenerationChunk]:
         parts: list[str] = []

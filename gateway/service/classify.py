@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gateway.service.adapters import Adapter
+from gateway.registry.store import AdapterVersion
 from gateway.service.chat import ChatService, ChatTask
 from gateway.service.validation import Constraint
+from gateway.tenancy import Tenant
 from schemas import intent_model
 
 SCHEMA_NAME = "intent_classification"
@@ -36,6 +37,7 @@ def classify_messages(system_prompt: str, text: str) -> list[dict[str, str]]:
 class Classification:
     result: BaseModel
     adapter: str | None
+    version: str | None
     labels: tuple[str, ...]
     num_prompt_tokens: int
     num_output_tokens: int
@@ -51,23 +53,26 @@ class ClassifyService:
         self.default_labels = default_labels
         self.max_tokens = max_tokens
 
-    def labels_for(self, adapter: Adapter | None) -> tuple[str, ...]:
+    def labels_for(self, adapter: AdapterVersion | None) -> tuple[str, ...]:
         return adapter.labels if adapter and adapter.labels else self.default_labels
 
-    async def classify(self, text: str, adapter_name: str | None) -> Classification:
-        adapter = self.chat.adapters.resolve(adapter_name)
+    async def classify(
+        self, text: str, adapter_name: str | None, tenant: Tenant | None = None
+    ) -> Classification:
+        adapter = self.chat.resolve_adapter(adapter_name, tenant)
         labels = self.labels_for(adapter)
         model = intent_model(labels)
         schema = self.chat.schemas.for_model(model, SCHEMA_NAME)
         system_prompt = (adapter.system_prompt if adapter else None) or default_system_prompt(
             labels
         )
-        task = ChatTask(messages=classify_messages(system_prompt, text), max_tokens=self.max_tokens)
-        prepared = self.chat.prepare_resolved(task, adapter, Constraint(schema=schema))
+        task = ChatTask(messages=classify_messages(system_prompt, text), budget=self.max_tokens)
+        prepared = self.chat.prepare_resolved(task, adapter, Constraint(schema=schema), tenant)
         result = await self.chat.complete(prepared)
         return Classification(
             result=model.model_validate(result.parsed),
             adapter=adapter.name if adapter else None,
+            version=adapter.version if adapter else None,
             labels=labels,
             num_prompt_tokens=result.num_prompt_tokens,
             num_output_tokens=result.num_output_tokens,

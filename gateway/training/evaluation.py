@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -106,11 +107,19 @@ async def _evaluate(adapter_dir: Path, cfg: TrainConfig, settings: Settings) -> 
 
     _, _, held_out = load_splits(cfg)
     engine, base = default_engine(settings)
+    scratch = tempfile.TemporaryDirectory()  # the serving registry is not touched
+    settings = settings.model_copy(
+        update={
+            "adapter_store": adapter_dir.parent.parent,
+            "registry_file": Path(scratch.name) / "registry.json",
+            "adapters": {},
+        }
+    )
     services = Services.build(settings, engine, base)
-    adapter = services.adapters.add(cfg.name, adapter_dir)
+    services.adapters.ensure(adapter_dir.parent.name, adapter_dir.name)
     await engine.start()  # type: ignore[attr-defined]
     try:
-        await engine.add_lora(adapter.lora)
+        await services.adapters.load(cfg.name)
         metrics: dict[str, Any] = {"backend": settings.structured_backend}
         predictions: list[dict[str, Any]] = []
         for split_name, items in held_out.items():
@@ -136,6 +145,7 @@ async def _evaluate(adapter_dir: Path, cfg: TrainConfig, settings: Settings) -> 
             ]
     finally:
         engine.shutdown()  # type: ignore[attr-defined]
+        scratch.cleanup()
     manifest_path = adapter_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["evaluation"] = metrics

@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
+from gateway.fileio import write_json_atomic
 from gateway.models import ModelInfo
 from gateway.service.schemas import canonical_digest
 from schemas import NAMED_MODELS
+
+__all__ = ["REQUIRED_KEYS", "build_manifest", "write_json_atomic"]
 
 REQUIRED_KEYS = (
     "name", "version", "base_model", "lora", "dataset", "schema", "system_prompt", "labels",
     "training", "seed", "versions", "created", "launch",
 )  # fmt: skip
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Temp file + rename in the same folder: readers see the old or the new file, whole."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a gateway running as another user must read it
-    os.replace(tmp, path)
 
 
 def _versions() -> dict[str, str]:

@@ -188,7 +188,7 @@ def train(cfg: TrainConfig, base: ModelInfo) -> Path:
                 loss, chunk_tokens = batch_loss(model, data.encoded, chunk, pad, cfg.share_prefix)
             (loss / cfg.grad_accum).backward()
             num_tokens += chunk_tokens
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if n % cfg.grad_accum == 0:
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()

@@ -21,7 +21,7 @@ class Ticket(BaseModel):
 
 @pytest.fixture(scope="module")
 def client(gateway: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="not-needed", timeout=300)
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=gateway.key, timeout=300)
 
 
 MESSAGES = [{"role": "user", "content": "I cannot log in to my account. Triage this ticket."}]

@@ -42,7 +42,7 @@ def test_health_answers_while_the_engine_loads(gateway: Gateway) -> None:
 def test_health_ready_models(gateway: Gateway) -> None:
     assert httpx.get(gateway.url + "/health").json() == {"status": "ok"}
     assert httpx.get(gateway.url + "/ready").json() == {"status": "ready"}
-    ids = [m["id"] for m in httpx.get(gateway.url + "/v1/models").json()["data"]]
+    ids = [m["id"] for m in gateway.get("/v1/models").json()["data"]]
     assert ids == ["base", "tenant-a", "tenant-b", "demo", "banking77"]
 
 
@@ -121,6 +121,7 @@ def test_streaming_matches_non_streaming(gateway: Gateway) -> None:
         "POST",
         gateway.url + "/v1/chat/completions",
         json={**body, "response_format": fmt, "stream": True},
+        headers=gateway.headers,
         timeout=300,
     ) as res:
         assert res.headers["content-type"].startswith("text/event-stream")
@@ -231,7 +232,7 @@ def test_invalid_json_body(gateway: Gateway) -> None:
     res = httpx.post(
         gateway.url + "/v1/chat/completions",
         content=b'{"model": "base", "messages": [',
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **gateway.headers},
     )
     assert res.status_code == 400
     assert res.json()["error"]["code"] == "invalid_request"

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,25 +8,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.config import Settings
-from gateway.models import ModelInfo
 from gateway.server import create_app
+from tests.adapter_factory import FAKE_BASE, make_peft_folder
 from tests.fake_engine import FakeEngine, ScriptedOutput
 
-FAKE_BASE = ModelInfo("fake-base", Path("/nonexistent"), "f" * 64)
-
-
-def make_peft_folder(path: Path, rank: int = 8) -> Path:
-    """Files shaped like a PEFT adapter; enough for catalog checks, not for an engine."""
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "adapter_config.json").write_text(json.dumps({"r": rank, "peft_type": "LORA"}))
-    (path / "adapter_model.safetensors").write_bytes(b"")
-    return path
+__all__ = ["FAKE_BASE", "make_peft_folder"]
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
+    make_peft_folder(tmp_path / "store" / "tenant-a" / "v1")
     return Settings(
-        adapters={"tenant-a": make_peft_folder(tmp_path / "a")},
+        adapter_store=tmp_path / "store",
+        adapters={"tenant-a": "v1"},
         max_tokens_cap=100,
         default_max_tokens=50,
         max_model_len=1024,

@@ -40,8 +40,9 @@ def test_plain_chat_has_openai_shape(client: TestClient, engine: FakeEngine) -> 
 def test_adapter_is_routed_to_engine(client: TestClient, engine: FakeEngine) -> None:
     res = chat(client, model="tenant-a")
     assert res.status_code == 200
-    assert engine.calls[-1].lora is not None and engine.calls[-1].lora.name == "tenant-a"
+    assert engine.calls[-1].lora is not None and engine.calls[-1].lora.name == "tenant-a@v1"
     assert res.headers["x-gateway-adapter"] == "tenant-a"
+    assert res.headers["x-gateway-adapter-version"] == "v1"
 
 
 def test_schema_output_is_validated(client: TestClient, engine: FakeEngine) -> None:

@@ -14,5 +14,5 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_serve_flags_parse() -> None:
-    args = build_parser().parse_args(["serve", "--port", "9000", "--adapter", "demo=adapters/x"])
-    assert (args.port, args.adapter) == (9000, ["demo=adapters/x"])
+    args = build_parser().parse_args(["serve", "--port", "9000", "--adapter", "demo=v2"])
+    assert (args.port, args.adapter) == (9000, ["demo=v2"])

@@ -12,13 +12,13 @@ from gateway.models import MANIFEST, verify
 
 def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "gateway.yaml"
-    config.write_text("port: 9001\nstructured_backend: guidance\nadapters:\n  demo: /srv/demo\n")
+    config.write_text("port: 9001\nstructured_backend: guidance\nadapters:\n  demo: v3\n")
     monkeypatch.setenv("GATEWAY_CONFIG", str(config))
     monkeypatch.setenv("GATEWAY_PORT", "9002")
     settings = Settings()
     assert settings.port == 9002
     assert settings.structured_backend == "guidance"
-    assert settings.adapters == {"demo": Path("/srv/demo")}
+    assert settings.adapters == {"demo": "v3"}
 
 
 def test_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

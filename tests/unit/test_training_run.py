@@ -9,8 +9,8 @@ import pytest
 
 from gateway.config import Settings
 from gateway.models import ModelInfo, resolve_model
-from gateway.service.adapters import AdapterCatalog, AdapterInvalid
-from gateway.training.config import TrainConfig
+from gateway.registry.store import AdapterInvalid, AdapterStore, StoreLimits
+from gateway.training.config import ALL_LINEAR, TrainConfig
 from gateway.training.manifest import REQUIRED_KEYS
 from gateway.training.recipe import DataCheckFailed, train
 
@@ -60,13 +60,14 @@ def test_tiny_run_writes_a_loadable_adapter(tmp_path: Path, base: ModelInfo) -> 
     assert manifest["labels"] == ["billing", "other"]
     assert manifest["training"]["tokens"] > 0
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp left
-    catalog = AdapterCatalog("base", 16, base.fingerprint)
-    adapter = catalog.add("tiny", out)
+    limits = StoreLimits(base.fingerprint, 16, frozenset(ALL_LINEAR), 10**9)
+    adapter = AdapterStore(tmp_path / "store", limits).inspect("tiny", "v1")
     assert adapter.labels == ("billing", "other")
     assert adapter.system_prompt == manifest["system_prompt"]
     # trained on another base -> refused
+    other = StoreLimits("0" * 64, 16, frozenset(ALL_LINEAR), 10**9)
     with pytest.raises(AdapterInvalid, match="another base model"):
-        AdapterCatalog("base", 16, "0" * 64).add("tiny", out)
+        AdapterStore(tmp_path / "store", other).inspect("tiny", "v1")
 
 
 def test_failed_checks_train_nothing(tmp_path: Path, base: ModelInfo) -> None:

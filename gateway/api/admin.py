@@ -1,0 +1,134 @@
+"""Admin API (admin key only): adapters and tenants on a running gateway.
+
+Routes stay thin: each calls one registry or tenant-directory operation and returns
+what changed. Tenant keys are returned once, when issued, and stored only as hashes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from gateway import errors
+from gateway.api.admin_protocol import OptionalVersion, RegisterAdapter, TenantSpec, VersionChoice
+from gateway.api.deps import AdminDep, ServicesDep
+from gateway.api.protocol import ErrorResponse
+from gateway.registry.store import check_name, parse_store_path
+from gateway.tenancy import Tenant, generate_key, hash_key
+
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 503)}
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ERRORS)
+
+
+@router.get("/adapters")
+async def list_adapters(services: ServicesDep) -> dict[str, Any]:
+    residency = services.adapters.residency
+    return {
+        "adapters": services.adapters.describe(),
+        "engine": {"loaded": residency.num_loaded, "capacity": residency.capacity,
+                   "events": dict(residency.events)},
+    }  # fmt: skip
+
+
+@router.post("/adapters")
+async def register_adapter(body: RegisterAdapter, services: ServicesDep) -> dict[str, Any]:
+    name, version = parse_store_path(body.path)
+    _not_reserved(name, services)
+    return await services.adapters.register(name, version)
+
+
+@router.post("/adapters/upload")
+async def upload_adapter(
+    name: str, version: str, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    """Body: a tar (optionally gzipped) of one PEFT folder, up to ``max_adapter_bytes``."""
+    check_name(name, "name")
+    check_name(version, "version")
+    _not_reserved(name, services)
+    with tempfile.NamedTemporaryFile(prefix="gateway-upload-", suffix=".tar") as tmp:
+        async for chunk in request.stream():
+            tmp.write(chunk)
+        tmp.flush()
+        return await services.adapters.register_archive(name, version, Path(tmp.name))
+
+
+@router.post("/adapters/{name}/promote")
+async def promote(name: str, body: VersionChoice, services: ServicesDep) -> dict[str, Any]:
+    return await services.adapters.promote(name, check_name(body.version, "version"))
+
+
+@router.post("/adapters/{name}/rollback")
+async def rollback(name: str, services: ServicesDep) -> dict[str, Any]:
+    return await services.adapters.rollback(name)
+
+
+@router.post("/adapters/{name}/load")
+async def load(name: str, services: ServicesDep, body: OptionalVersion | None = None) -> dict:
+    return await services.adapters.load(
+        check_name(name, "name"), (body or OptionalVersion()).version
+    )
+
+
+@router.post("/adapters/{name}/unload")
+async def unload(name: str, services: ServicesDep, body: OptionalVersion | None = None) -> dict:
+    return await services.adapters.unload(
+        check_name(name, "name"), (body or OptionalVersion()).version
+    )
+
+
+@router.delete("/adapters/{name}/{version}")
+async def delete_version(name: str, version: str, services: ServicesDep) -> dict[str, Any]:
+    return await services.adapters.delete(check_name(name, "name"), check_name(version, "version"))
+
+
+@router.get("/tenants")
+async def list_tenants(services: ServicesDep) -> dict[str, Any]:
+    return {"tenants": [_public(t) for t in services.tenants.all()]}
+
+
+@router.put("/tenants/{name}")
+async def put_tenant(name: str, body: TenantSpec, services: ServicesDep) -> dict[str, Any]:
+    """Create (with a new key, returned once) or update a tenant's settings."""
+    existing = services.tenants.get(name)
+    key = None if existing else generate_key()
+    hashes = existing.key_hashes if existing else [hash_key(key or "")]
+    tenant = _tenant(name, hashes, body)
+    services.tenants.upsert(tenant)
+    result: dict[str, Any] = {"tenant": _public(tenant), "created": existing is None}
+    if key is not None:
+        result["api_key"] = key
+    return result
+
+
+@router.post("/tenants/{name}/keys")
+async def issue_key(name: str, services: ServicesDep) -> dict[str, Any]:
+    if services.tenants.get(name) is None:
+        raise errors.InvalidRequest(f"no tenant {name!r}", param="name")
+    return {"tenant": name, "api_key": services.tenants.issue_key(name)}
+
+
+@router.delete("/tenants/{name}")
+async def delete_tenant(name: str, services: ServicesDep) -> dict[str, Any]:
+    return {"tenant": name, "deleted": services.tenants.delete(name)}
+
+
+def _tenant(name: str, hashes: list[str], spec: TenantSpec) -> Tenant:
+    try:
+        return Tenant(name=name, key_hashes=hashes, **spec.model_dump())
+    except ValueError as exc:  # pydantic's ValidationError: a bad name or default adapter
+        raise errors.InvalidRequest(f"invalid tenant: {exc}") from exc
+
+
+def _public(tenant: Tenant) -> dict[str, Any]:
+    """Everything but the key hashes (only how many keys there are)."""
+    body = tenant.model_dump(exclude={"key_hashes"})
+    body["num_keys"] = len(tenant.key_hashes)
+    return body
+
+
+def _not_reserved(name: str, services: Any) -> None:
+    if name == services.settings.served_model_name:
+        raise errors.InvalidRequest(f"{name!r} is the base model's name", param="path")

@@ -1,0 +1,35 @@
+"""Bodies of the admin API. Unknown fields are refused, as on the public API."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterAdapter(_Strict):
+    """Register a version already in the store: ``path`` is ``<name>/<version>``."""
+
+    path: str = Field(max_length=200, examples=["demo/v2"])
+
+
+class VersionChoice(_Strict):
+    version: str = Field(max_length=64)
+
+
+class OptionalVersion(_Strict):
+    version: str | None = Field(default=None, max_length=64)
+
+
+class TenantSpec(_Strict):
+    """A tenant's settings; keys are issued by the gateway, never sent in."""
+
+    allowed_adapters: list[str] = Field(default_factory=list, max_length=1000)
+    default_adapter: str | None = None
+    default_schema: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(default=None, ge=1)

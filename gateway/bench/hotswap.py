@@ -1,0 +1,100 @@
+"""Hot-swap latency: register a new adapter version, promote it (loads it into the engine),
+and get the first streamed token from it, on a real gateway started for the run.
+
+python -m gateway.bench.hotswap [--swaps 20]   -> JSON on stdout + bench-results/hotswap.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+from gateway.bench.launch import launch
+from gateway.config import REPO_ROOT
+
+SOURCE = REPO_ROOT / "adapters" / "demo" / "v1"
+ADMIN_KEY = "bench-admin-key-0123456789abcdef"
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000, 1)
+
+    return {"p50_ms": pick(0.5), "p95_ms": pick(0.95), "mean_ms": round(
+        statistics.fmean(values) * 1000, 1), "n": len(values)}  # fmt: skip
+
+
+def first_token_seconds(http: httpx.Client, url: str, model: str) -> float:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 4,
+        "temperature": 0,
+        "stream": True,
+    }
+    started = time.perf_counter()
+    with http.stream("POST", url + "/v1/chat/completions", json=body) as res:
+        res.raise_for_status()
+        for line in res.iter_lines():
+            if line.startswith("data: ") and '"content":"' in line and '"content":""' not in line:
+                return time.perf_counter() - started
+    raise RuntimeError("the stream ended without a token")
+
+
+def run(num_swaps: int) -> dict[str, Any]:
+    phases: dict[str, list[float]] = {"register": [], "promote_load": [], "first_token": []}
+    totals: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "store"
+        shutil.copytree(SOURCE, store / "demo" / "v1")
+        env = {"GATEWAY_ADMIN_KEY": ADMIN_KEY}
+        with (
+            launch(Path(tmp) / "gw.log", adapters={"demo": "v1"}, store=store, env=env) as gw,
+            httpx.Client(timeout=120, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+        ):
+            first_token_seconds(http, gw.url, "demo")  # warm-up
+            for i in tqdm(range(num_swaps), desc="hot-swaps", unit="swap"):
+                version = f"hs{i}"
+                shutil.copytree(SOURCE, store / "demo" / version)  # the "upload", not timed
+                t0 = time.perf_counter()
+                res = http.post(gw.url + "/admin/adapters", json={"path": f"demo/{version}"})
+                res.raise_for_status()
+                t1 = time.perf_counter()
+                res = http.post(gw.url + "/admin/adapters/demo/promote", json={"version": version})
+                res.raise_for_status()
+                t2 = time.perf_counter()
+                ttft = first_token_seconds(http, gw.url, "demo")
+                phases["register"].append(t1 - t0)
+                phases["promote_load"].append(t2 - t1)
+                phases["first_token"].append(ttft)
+                totals.append(t2 - t0 + ttft)
+    return {
+        "swaps": num_swaps,
+        "register_load_first_token": percentiles(totals),
+        **{name: percentiles(values) for name, values in phases.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--swaps", type=int, default=20)
+    result = run(parser.parse_args().swaps)
+    out = REPO_ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    (out / "hotswap.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Adapter registry: the store on disk, versions and aliases, engine residency."""

@@ -1,0 +1,204 @@
+"""The adapter registry: validated versions, aliases, and engine residency together.
+
+Requests resolve a name to its current version once, at admission, and hold a lease
+on that version until they finish; ``promote`` and ``rollback`` only move the alias,
+so running requests finish on the version they started with and new ones get the new
+one. Mutations of one name are serialised by a per-name lock (as vLLM's server does)
+and persisted before they take effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from gateway import errors
+from gateway.engine.types import EngineClient, LoraRef
+from gateway.registry import state as st
+from gateway.registry.residency import Residency
+from gateway.registry.store import AdapterStore, AdapterVersion, check_name
+from gateway.registry.upload import install_archive
+
+log = logging.getLogger(__name__)
+
+
+class AdapterRegistry:
+    def __init__(
+        self, store: AdapterStore, state: st.RegistryState, engine: EngineClient, capacity: int
+    ) -> None:
+        self.store = store
+        self.state = state
+        self.residency = Residency(engine, capacity)
+        self.created = int(time.time())
+        self._versions: dict[tuple[str, str], AdapterVersion] = {}
+        self._lora_ids: dict[tuple[str, str], int] = {}
+        self._next_id = itertools.count(1)  # never reused, as vLLM requires
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # start-up -------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Re-validate every persisted version; unusable ones are dropped with a warning."""
+        problems: list[str] = []
+        aliases = self.state.snapshot()
+        for name, alias in list(aliases.items()):
+            for version in list(alias.versions):
+                try:
+                    self._remember(self.store.inspect(name, version))
+                except errors.GatewayError as exc:
+                    problems.append(f"{name}/{version}: {exc.message}")
+                    alias.versions.remove(version)
+            alias.history = [v for v in alias.history if v in alias.versions]
+            if alias.current not in alias.versions:
+                alias.current = alias.history.pop() if alias.history else None
+            if alias.current is None:
+                del aliases[name]
+        if problems:
+            for problem in problems:
+                log.warning("registry: dropped %s", problem)
+            self.state.commit(aliases)
+        return problems
+
+    def ensure(self, name: str, version: str) -> AdapterVersion:
+        """Register ``name/version`` if it is not yet (start-up configuration)."""
+        key = (name, version)
+        if key in self._versions:
+            return self._versions[key]
+        found = self.store.inspect(name, version)
+        aliases = self.state.snapshot()
+        if st.add_version(aliases, name, version):
+            self.state.commit(aliases)
+        return self._remember(found)
+
+    # lookups --------------------------------------------------------------------------
+    def current(self, name: str) -> AdapterVersion:
+        alias = self.state.aliases.get(name)
+        if alias is None or alias.current is None:
+            raise errors.AdapterNotFound(f"the model {name!r} does not exist", param="model")
+        return self._versions[(name, alias.current)]
+
+    def names(self) -> list[str]:
+        return list(self.state.aliases)
+
+    def lora_ref(self, found: AdapterVersion) -> LoraRef:
+        key = (found.name, found.version)
+        return LoraRef(f"{found.name}@{found.version}", self._lora_ids[key], str(found.path))
+
+    @asynccontextmanager
+    async def lease(self, found: AdapterVersion) -> AsyncIterator[LoraRef]:
+        """Hold ``found`` loaded in the engine for the duration of one request."""
+        ref = self.lora_ref(found)
+        await self.residency.acquire(ref)
+        try:
+            yield ref
+        finally:
+            self.residency.release(ref.lora_id)
+
+    # mutations (admin API) ------------------------------------------------------------
+    async def register(self, name: str, version: str) -> dict[str, Any]:
+        async with self._lock(name):
+            found = self.store.inspect(name, version)
+            aliases = self.state.snapshot()
+            if not st.add_version(aliases, name, version):
+                raise errors.Conflict(f"{name}/{version} is already registered")
+            self.state.commit(aliases)
+            self._remember(found)
+            return {"registered": f"{name}/{version}", "current": aliases[name].current}
+
+    async def register_archive(self, name: str, version: str, archive: Path) -> dict[str, Any]:
+        """Unpack an uploaded tar archive as ``name/version``, validate, then register."""
+        async with self._lock(name):
+            found = await asyncio.to_thread(install_archive, self.store, name, version, archive)
+            aliases = self.state.snapshot()
+            st.add_version(aliases, name, version)
+            self.state.commit(aliases)
+            self._remember(found)
+            return {"registered": f"{name}/{version}", "current": aliases[name].current,
+                    "size_bytes": found.size_bytes}  # fmt: skip
+
+    async def promote(self, name: str, version: str) -> dict[str, Any]:
+        async with self._lock(name):
+            check_name(version, "version")
+            aliases = self.state.snapshot()
+            previous = st.promote(aliases, name, version)
+            await self.residency.load(self.lora_ref(self._versions[(name, version)]))
+            self.state.commit(aliases)  # warm first, then switch: no cold first request
+            return {"name": name, "previous": previous, "current": version}
+
+    async def rollback(self, name: str) -> dict[str, Any]:
+        async with self._lock(name):
+            aliases = self.state.snapshot()
+            previous, current = st.rollback(aliases, name)
+            await self.residency.load(self.lora_ref(self._versions[(name, current)]))
+            self.state.commit(aliases)
+            return {"name": name, "previous": previous, "current": current}
+
+    async def load(self, name: str, version: str | None = None) -> dict[str, Any]:
+        found = self._version(name, version)
+        loaded = await self.residency.load(self.lora_ref(found))
+        return {"loaded": f"{found.name}/{found.version}", "changed": loaded}
+
+    async def unload(self, name: str, version: str | None = None) -> dict[str, Any]:
+        found = self._version(name, version)
+        unloaded = await self.residency.unload(self._lora_ids[(found.name, found.version)])
+        return {"unloaded": f"{found.name}/{found.version}", "changed": unloaded}
+
+    async def delete(self, name: str, version: str) -> dict[str, Any]:
+        """Unregister and remove the files; refused for a current or busy version."""
+        async with self._lock(name):
+            found = self._version(name, version)
+            aliases = self.state.snapshot()
+            st.remove_version(aliases, name, version)
+            await self.residency.unload(self._lora_ids[(name, version)])
+            self.state.commit(aliases)
+            del self._versions[(name, version)]
+            trash = found.path.with_name(f".deleted-{version}-{os.getpid()}-{time.time_ns()}")
+            os.replace(found.path, trash)  # atomic: the version vanishes whole
+            shutil.rmtree(trash, ignore_errors=True)
+            current = aliases[name].current if name in aliases else None
+            return {"deleted": f"{name}/{version}", "current": current}
+
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        for name, alias in self.state.aliases.items():
+            versions = []
+            for version in alias.versions:
+                found = self._versions[(name, version)]
+                lora_id = self._lora_ids[(name, version)]
+                versions.append({
+                    "version": version,
+                    "rank": found.rank,
+                    "size_bytes": found.size_bytes,
+                    "labels": len(found.labels or ()),
+                    "loaded": self.residency.is_loaded(lora_id),
+                    "requests_running": self.residency.leases(lora_id),
+                })  # fmt: skip
+            out.append({"name": name, "current": alias.current, "history": alias.history,
+                        "versions": versions})  # fmt: skip
+        return out
+
+    # internals ------------------------------------------------------------------------
+    def _remember(self, found: AdapterVersion) -> AdapterVersion:
+        key = (found.name, found.version)
+        self._versions[key] = found
+        self._lora_ids.setdefault(key, next(self._next_id))
+        return found
+
+    def _version(self, name: str, version: str | None) -> AdapterVersion:
+        if version is None:
+            return self.current(name)
+        found = self._versions.get((name, version))
+        if found is None:
+            raise errors.AdapterNotFound(f"adapter {name!r} has no version {version!r}")
+        return found
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        check_name(name, "name")
+        return self._locks.setdefault(name, asyncio.Lock())

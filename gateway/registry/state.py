@@ -1,0 +1,135 @@
+"""Which versions are registered and which one each adapter name points at.
+
+The state is small and written whole on every change: a temp file in the same folder,
+fsync, then ``os.replace``. A process killed at any moment leaves either the old or
+the new file, never a torn one, so a restart always finds a consistent registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway import errors
+from gateway.fileio import write_json_atomic
+
+FORMAT = 1
+
+
+@dataclass
+class AliasState:
+    """One adapter name: its registered versions, the current one, and rollback history."""
+
+    versions: list[str] = field(default_factory=list)
+    current: str | None = None
+    history: list[str] = field(default_factory=list)  # previous currents, newest last
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"versions": self.versions, "current": self.current, "history": self.history}
+
+
+class RegistryState:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.aliases: dict[str, AliasState] = {}
+
+    @classmethod
+    def load(cls, path: Path | None) -> RegistryState:
+        state = cls(path)
+        if path is None:
+            return state
+        _remove_stale_temp_files(path)
+        if not path.exists():
+            return state
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("format") != FORMAT:
+                raise ValueError(f"unknown format {raw.get('format')!r}")
+            for name, alias in raw["adapters"].items():
+                state.aliases[name] = AliasState(
+                    versions=list(alias["versions"]),
+                    current=alias["current"],
+                    history=list(alias["history"]),
+                )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"registry state {path} is unreadable: {exc}") from exc
+        return state
+
+    def snapshot(self) -> dict[str, AliasState]:
+        return copy.deepcopy(self.aliases)
+
+    def commit(self, aliases: dict[str, AliasState]) -> None:
+        """Persist ``aliases`` first, then adopt them: a failed write changes nothing."""
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            body = {"format": FORMAT, "adapters": {k: v.as_dict() for k, v in aliases.items()}}
+            write_json_atomic(self.path, body)
+        self.aliases = aliases
+
+
+def _remove_stale_temp_files(path: Path, min_age_s: float = 60) -> None:
+    """A writer killed between temp file and rename leaves its temp file behind."""
+    now = time.time()
+    for stale in path.parent.glob(f".{path.name}-*"):
+        with contextlib.suppress(OSError):
+            if now - stale.stat().st_mtime > min_age_s:
+                stale.unlink()
+
+
+def add_version(aliases: dict[str, AliasState], name: str, version: str) -> bool:
+    """Register ``version``; the first version of a name becomes current. True if new."""
+    alias = aliases.setdefault(name, AliasState())
+    if version in alias.versions:
+        return False
+    alias.versions.append(version)
+    if alias.current is None:
+        alias.current = version
+    return True
+
+
+def promote(aliases: dict[str, AliasState], name: str, version: str) -> str | None:
+    alias = _alias(aliases, name)
+    if version not in alias.versions:
+        raise errors.AdapterNotFound(f"adapter {name!r} has no version {version!r}")
+    previous = alias.current
+    if previous != version:
+        if previous is not None:
+            alias.history.append(previous)
+        alias.current = version
+    return previous
+
+
+def rollback(aliases: dict[str, AliasState], name: str) -> tuple[str | None, str]:
+    alias = _alias(aliases, name)
+    while alias.history and alias.history[-1] not in alias.versions:
+        alias.history.pop()  # a deleted version cannot be rolled back to
+    if not alias.history:
+        raise errors.Conflict(f"adapter {name!r} has no earlier version to roll back to")
+    previous, alias.current = alias.current, alias.history.pop()
+    return previous, alias.current
+
+
+def remove_version(aliases: dict[str, AliasState], name: str, version: str) -> None:
+    alias = _alias(aliases, name)
+    if version not in alias.versions:
+        raise errors.AdapterNotFound(f"adapter {name!r} has no version {version!r}")
+    if alias.current == version:
+        raise errors.Conflict(
+            f"{name}/{version} is the current version; promote another version first"
+        )
+    alias.versions.remove(version)
+    alias.history = [v for v in alias.history if v != version]
+    if not alias.versions:
+        del aliases[name]
+
+
+def _alias(aliases: dict[str, AliasState], name: str) -> AliasState:
+    alias = aliases.get(name)
+    if alias is None:
+        raise errors.AdapterNotFound(f"the adapter {name!r} does not exist", param="name")
+    return alias

@@ -1,0 +1,212 @@
+"""The adapter store on disk: ``<root>/<name>/<version>/`` holding PEFT files + manifest.
+
+Everything read from the store goes through here, so the rules live in one place:
+names and versions come from a safe character set, no path leaves the root, no
+symlink is followed, weights are safetensors (never pickle) with a header that fits
+the file, and the manifest says the adapter was trained on the base model we serve.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway import errors
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "manifest.json")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+REQUIRED_MANIFEST_KEYS = ("name", "version", "base_model", "lora", "system_prompt", "labels")
+_DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+    "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+}  # fmt: skip
+
+
+class AdapterInvalid(errors.InvalidRequest):
+    code = "adapter_invalid"
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    base_fingerprint: str
+    max_rank: int
+    target_modules: frozenset[str]
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class AdapterVersion:
+    """One validated version of an adapter, with what its training recorded."""
+
+    name: str
+    version: str
+    path: Path
+    rank: int
+    size_bytes: int
+    created: int
+    system_prompt: str | None
+    labels: tuple[str, ...] | None
+    schema_name: str | None
+
+
+def check_name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise AdapterInvalid(
+            f"{what} {value!r} must be 1-64 characters of letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            param=what,
+        )
+    return value
+
+
+def parse_store_path(text: str) -> tuple[str, str]:
+    """``"<name>/<version>"`` relative to the store; anything else is refused."""
+    parts = text.split("/") if isinstance(text, str) else []
+    if len(parts) != 2:
+        raise AdapterInvalid(
+            f"path {text!r} must be '<name>/<version>' inside the adapter store", param="path"
+        )
+    return check_name(parts[0], "name"), check_name(parts[1], "version")
+
+
+class AdapterStore:
+    def __init__(self, root: Path, limits: StoreLimits) -> None:
+        self.root = root.resolve()
+        self.limits = limits
+
+    def version_dir(self, name: str, version: str) -> Path:
+        """The folder of one version; refuses names that could leave the store."""
+        check_name(name, "name")
+        check_name(version, "version")
+        folder = self.root / name / version
+        for part in (self.root / name, folder):
+            if part.is_symlink():
+                raise AdapterInvalid(f"{name}/{version}: symlinks are not followed in the store")
+        if folder.resolve().parent.parent != self.root:
+            raise AdapterInvalid(f"{name}/{version} is outside the adapter store")
+        return folder
+
+    def inspect(self, name: str, version: str) -> AdapterVersion:
+        """Validate one version folder completely; raise ``AdapterInvalid`` with the reason."""
+        folder = self.version_dir(name, version)
+        if not folder.is_dir():
+            raise errors.AdapterNotFound(
+                f"adapter {name}/{version} is not in the adapter store", param="version"
+            )
+        return self.check_folder(folder, name, version)
+
+    def check_folder(self, folder: Path, name: str, version: str) -> AdapterVersion:
+        where = f"adapter {name}/{version}"
+        total = 0
+        for entry in os.scandir(folder):
+            mode = entry.stat(follow_symlinks=False).st_mode
+            if entry.name.endswith(PICKLE_SUFFIXES):
+                raise AdapterInvalid(f"{where}: {entry.name} is a pickle file; use safetensors")
+            if not stat.S_ISREG(mode):
+                raise AdapterInvalid(f"{where}: {entry.name} is not a regular file")
+            total += entry.stat(follow_symlinks=False).st_size
+        missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
+        if missing:
+            raise AdapterInvalid(f"{where}: missing {', '.join(missing)}")
+        if total > self.limits.max_bytes:
+            limit = self.limits.max_bytes
+            raise AdapterInvalid(f"{where}: {total} bytes is over the {limit}-byte limit")
+        config = _read_json(folder / "adapter_config.json", where)
+        rank = self._check_config(config, where)
+        check_safetensors(folder / "adapter_model.safetensors", where)
+        manifest = _read_json(folder / "manifest.json", where)
+        self._check_manifest(manifest, where)
+        labels = manifest.get("labels")
+        return AdapterVersion(
+            name=name,
+            version=version,
+            path=folder,
+            rank=rank,
+            size_bytes=total,
+            created=int((folder / "adapter_model.safetensors").stat().st_mtime),
+            system_prompt=manifest.get("system_prompt"),
+            labels=tuple(labels) if labels else None,
+            schema_name=(manifest.get("schema") or {}).get("name"),
+        )
+
+    def _check_config(self, config: dict[str, Any], where: str) -> int:
+        if config.get("peft_type", "LORA") != "LORA":
+            raise AdapterInvalid(f"{where}: peft_type {config.get('peft_type')!r} is not LORA")
+        rank = config.get("r")
+        if not isinstance(rank, int) or not 0 < rank <= self.limits.max_rank:
+            raise AdapterInvalid(f"{where}: rank {rank!r} is outside 1..{self.limits.max_rank}")
+        modules = config.get("target_modules")
+        if not isinstance(modules, list) or not modules:
+            raise AdapterInvalid(f"{where}: target_modules must be a list of module names")
+        unsupported = sorted(set(modules) - self.limits.target_modules)
+        if unsupported:
+            raise AdapterInvalid(f"{where}: unsupported target modules {unsupported}")
+        return rank
+
+    def _check_manifest(self, manifest: dict[str, Any], where: str) -> None:
+        missing = [k for k in REQUIRED_MANIFEST_KEYS if k not in manifest]
+        if missing:
+            raise AdapterInvalid(f"{where}: manifest.json lacks {', '.join(missing)}")
+        base = manifest.get("base_model") or {}
+        trained_on = base.get("fingerprint") if isinstance(base, dict) else None
+        if trained_on != self.limits.base_fingerprint:
+            raise AdapterInvalid(
+                f"{where} was trained on another base model ({base.get('name', '?')}, "
+                f"fingerprint {str(trained_on)[:12]}); this gateway serves fingerprint "
+                f"{self.limits.base_fingerprint[:12]}"
+            )
+        labels = manifest.get("labels")
+        if labels is not None and not (
+            isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+        ):
+            raise AdapterInvalid(f"{where}: manifest labels must be a list of strings")
+
+
+def _read_json(path: Path, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AdapterInvalid(f"{where}: {path.name} is not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise AdapterInvalid(f"{where}: {path.name} must hold a JSON object")
+    return value
+
+
+def check_safetensors(path: Path, where: str) -> None:
+    """The header parses and every tensor lies inside the file (no torch needed)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            raise AdapterInvalid(f"{where}: {path.name} is truncated")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > min(size - 8, 100_000_000):
+            raise AdapterInvalid(f"{where}: {path.name} has a corrupt header length")
+        try:
+            header = json.loads(handle.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise AdapterInvalid(f"{where}: {path.name} has a corrupt header") from exc
+    if not isinstance(header, dict):
+        raise AdapterInvalid(f"{where}: {path.name} has a corrupt header")
+    data_bytes = size - 8 - header_len
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    if not tensors:
+        raise AdapterInvalid(f"{where}: {path.name} holds no tensors")
+    for key, info in tensors.items():
+        try:
+            begin, end = info["data_offsets"]
+            count = 1
+            for dim in info["shape"]:
+                count *= int(dim)
+            expected = count * _DTYPE_BYTES[info["dtype"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AdapterInvalid(f"{where}: {path.name}: bad entry for {key}") from exc
+        if not 0 <= begin <= end <= data_bytes or end - begin != expected:
+            raise AdapterInvalid(f"{where}: {path.name}: tensor {key} does not fit the file")

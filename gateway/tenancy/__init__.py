@@ -1,0 +1,9 @@
+"""Tenancy: API keys (hashed), tenants and their adapters, per-tenant limits. No FastAPI."""
+
+from gateway.tenancy.keys import generate_key, hash_key, key_matches
+from gateway.tenancy.limits import Lease, Limiter
+from gateway.tenancy.tenants import Tenant, TenantDirectory
+
+__all__ = [
+    "Lease", "Limiter", "Tenant", "TenantDirectory", "generate_key", "hash_key", "key_matches",
+]  # fmt: skip

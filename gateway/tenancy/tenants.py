@@ -1,0 +1,151 @@
+"""Tenants: who may call, with which adapters, within which limits.
+
+Loaded from a YAML file (``{"tenants": [...]}``) holding only key *hashes*; the admin
+API edits the same file, rewriting it whole and atomically, and adopts a change only
+after it is on disk. Print a hash with
+``python -c 'from gateway.tenancy import hash_key; print(hash_key("KEY"))'``.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway import errors
+from gateway.fileio import write_text_atomic
+from gateway.tenancy.keys import HASH_RE, generate_key, hash_key
+
+TENANT_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class Tenant(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=TENANT_NAME_RE)
+    key_hashes: list[str] = Field(min_length=1)
+    allowed_adapters: list[str] = Field(default_factory=list)  # "*" = all
+    default_adapter: str | None = None
+    default_schema: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+
+    @field_validator("key_hashes")
+    @classmethod
+    def _hashes(cls, hashes: list[str]) -> list[str]:
+        bad = [h for h in hashes if not HASH_RE.match(h)]
+        if bad:
+            raise ValueError(
+                "key_hashes must look like 'sha256:<64 hex digits>' (never plain keys)"
+            )
+        return hashes
+
+    @model_validator(mode="after")
+    def _default_allowed(self) -> Tenant:
+        if self.default_adapter is not None and not self.may_use(self.default_adapter):
+            raise ValueError(f"default_adapter {self.default_adapter!r} is not in allowed_adapters")
+        return self
+
+    def may_use(self, adapter: str | None) -> bool:
+        """The base model (None) is always allowed."""
+        return adapter is None or "*" in self.allowed_adapters or adapter in self.allowed_adapters
+
+
+class TenantDirectory:
+    def __init__(self, path: Path | None, admin_key_hash: str | None) -> None:
+        self.path = path
+        self.admin_key_hash = admin_key_hash
+        self._tenants: dict[str, Tenant] = {}
+        self._by_hash: dict[str, Tenant] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path | None, admin_key_hash: str | None) -> TenantDirectory:
+        directory = cls(path, admin_key_hash)
+        if path is None:
+            return directory
+        if not path.is_file():
+            raise ValueError(f"tenants file {path} does not exist")
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(raw, dict) or not isinstance(raw.get("tenants", []), list):
+            raise ValueError(f"{path}: expected a mapping with a 'tenants' list")
+        try:
+            tenants = [Tenant(**t) for t in raw.get("tenants", [])]
+        except (ValidationError, TypeError) as exc:
+            raise ValueError(f"{path}: invalid tenant: {exc}") from exc
+        directory._adopt(directory._index(tenants))
+        return directory
+
+    def authenticate(self, key: str | None) -> Tenant:
+        if not key:
+            raise errors.Unauthorized("missing API key: send Authorization: Bearer <key>")
+        hashed = hash_key(key)  # hashing first makes the lookup's timing independent of the key
+        tenant = self._by_hash.get(hashed)
+        if tenant is None or hashed == self.admin_key_hash:
+            raise errors.Unauthorized("invalid API key")
+        return tenant
+
+    def get(self, name: str) -> Tenant | None:
+        return self._tenants.get(name)
+
+    def all(self) -> list[Tenant]:
+        return list(self._tenants.values())
+
+    def upsert(self, tenant: Tenant) -> None:
+        with self._lock:
+            self._commit([*(t for t in self._tenants.values() if t.name != tenant.name), tenant])
+
+    def delete(self, name: str) -> bool:
+        with self._lock:
+            if name not in self._tenants:
+                return False
+            self._commit([t for t in self._tenants.values() if t.name != name])
+            return True
+
+    def issue_key(self, name: str) -> str:
+        """A new key for ``name``; its plain text is returned once and never stored."""
+        with self._lock:
+            tenant = self._tenants.get(name)
+            if tenant is None:
+                raise errors.InvalidRequest(f"no tenant {name!r}", param="name")
+            key = generate_key()
+            updated = tenant.model_copy(update={"key_hashes": [*tenant.key_hashes, hash_key(key)]})
+            self._commit([updated if t.name == name else t for t in self._tenants.values()])
+            return key
+
+    # internals ------------------------------------------------------------------------
+    def _index(self, tenants: list[Tenant]) -> tuple[dict[str, Tenant], dict[str, Tenant]]:
+        by_name: dict[str, Tenant] = {}
+        by_hash: dict[str, Tenant] = {}
+        for tenant in tenants:
+            if tenant.name in by_name:
+                raise ValueError(f"tenant {tenant.name!r} is defined twice")
+            by_name[tenant.name] = tenant
+            for hashed in tenant.key_hashes:
+                if hashed == self.admin_key_hash:
+                    raise ValueError("the admin key cannot be a tenant key")
+                if hashed in by_hash:
+                    raise ValueError(
+                        f"tenants {by_hash[hashed].name!r} and {tenant.name!r} share a key"
+                    )
+                by_hash[hashed] = tenant
+        return by_name, by_hash
+
+    def _commit(self, tenants: list[Tenant]) -> None:
+        """Validate, persist, then adopt: a failure leaves the old state everywhere."""
+        try:
+            index = self._index(tenants)
+        except ValueError as exc:
+            raise errors.Conflict(str(exc)) from exc
+        if self.path is not None:
+            body: dict[str, Any] = {"tenants": [t.model_dump(exclude_none=True) for t in tenants]}
+            write_text_atomic(self.path, yaml.safe_dump(body, sort_keys=False))
+        self._adopt(index)
+
+    def _adopt(self, index: tuple[dict[str, Tenant], dict[str, Tenant]]) -> None:
+        self._tenants, self._by_hash = index

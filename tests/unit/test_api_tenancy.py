@@ -1,0 +1,185 @@
+"""Keys, tenants, limits and the admin API over HTTP, with the FakeEngine test double."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from gateway.tenancy import hash_key
+
+from gateway.config import Settings
+from gateway.server import create_app
+from tests.adapter_factory import FAKE_BASE, make_peft_folder
+from tests.fake_engine import FakeEngine
+from tests.unit.conftest import script
+
+ADMIN = "admin-key-0123456789abcdef"
+ALPHA = "alpha-key-0123456789abcdef"
+BETA = "beta-key-0123456789abcdef"
+ANSWER = '{"intent":"billing_inquiry","confidence":0.9,"requires_human_agent":false}'
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[tuple[TestClient, FakeEngine, Path]]:
+    store = tmp_path / "store"
+    for name, version in [("tenant-a", "v1"), ("tenant-a", "v2"), ("tenant-b", "v1")]:
+        make_peft_folder(store / name / version)
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(
+        yaml.safe_dump(
+            {
+                "tenants": [
+                    {"name": "alpha", "key_hashes": [hash_key(ALPHA)], "allowed_adapters": ["*"]},
+                    {"name": "beta", "key_hashes": [hash_key(BETA)],
+                     "allowed_adapters": ["tenant-b"], "default_adapter": "tenant-b",
+                     "max_tokens": 20, "requests_per_minute": 3},
+                ]
+            }
+        )
+    )  # fmt: skip
+    settings = Settings(
+        adapter_store=store,
+        adapters={"tenant-a": "v1", "tenant-b": "v1"},
+        auth_mode="tenants",
+        tenants_file=tenants,
+        admin_key=ADMIN,
+        max_tokens_cap=100,
+        default_max_tokens=50,
+        max_model_len=1024,
+    )
+    engine = FakeEngine()
+    app = create_app(settings, lambda _: (engine, FAKE_BASE), exit_on_failure=False)
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, app.state.startup_error
+            time.sleep(0.01)
+        yield client, engine, tmp_path
+
+
+def classify(client: TestClient, key: str | None, **body: object):
+    headers = auth(key) if key else {}
+    return client.post("/v1/classify", json={"text": "refund me", **body}, headers=headers)
+
+
+def test_keys_are_required_and_kept_apart(gateway) -> None:
+    client, _, _ = gateway
+    for key in (None, "wrong-key-0123456789", ADMIN):  # the admin key is not a tenant key
+        res = classify(client, key)
+        assert res.status_code == 401, key
+        assert res.json()["error"]["code"] == "invalid_api_key"
+        assert res.headers["www-authenticate"] == "Bearer"
+    res = client.get("/admin/adapters", headers=auth(ALPHA))  # nor a tenant key an admin key
+    assert res.status_code == 401
+    assert client.get("/admin/adapters").status_code == 401
+    assert client.get("/admin/adapters", headers=auth(ADMIN)).status_code == 200
+
+
+def test_foreign_and_unknown_adapters_look_the_same_to_a_tenant(gateway) -> None:
+    client, _, _ = gateway
+    foreign = classify(client, BETA, adapter="tenant-a")
+    unknown = classify(client, BETA, adapter="no-such-adapter")
+    assert foreign.status_code == unknown.status_code == 403
+    assert foreign.json()["error"]["code"] == unknown.json()["error"]["code"] == "adapter_forbidden"
+    assert classify(client, ALPHA, adapter="no-such-adapter").status_code == 404
+    ids = [m["id"] for m in client.get("/v1/models", headers=auth(BETA)).json()["data"]]
+    assert ids == ["base", "tenant-b"]
+
+
+def test_tenant_defaults_and_caps(gateway) -> None:
+    client, engine, _ = gateway
+    script(engine, ANSWER)
+    res = classify(client, BETA)  # no adapter named: the tenant's default
+    assert res.status_code == 200, res.text
+    assert res.headers["x-gateway-adapter"] == "tenant-b"
+    body = {"model": "base", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
+    res = client.post("/v1/chat/completions", json=body, headers=auth(BETA))
+    assert res.status_code == 400
+    assert res.json()["error"]["code"] == "max_tokens_exceeded"
+    assert "your cap of 20" in res.json()["error"]["message"]
+
+
+def test_rate_limit_answers_429_with_retry_after(gateway) -> None:
+    client, engine, _ = gateway
+    script(engine, ANSWER)
+    codes = [classify(client, BETA).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    res = classify(client, BETA)
+    assert res.json()["error"]["code"] == "rate_limited"
+    assert int(res.headers["retry-after"]) >= 1
+    assert classify(client, ALPHA).status_code == 200  # other tenants are not affected
+
+
+def test_promote_and_rollback_change_the_served_version(gateway) -> None:
+    client, engine, _ = gateway
+    script(engine, ANSWER)
+    admin = auth(ADMIN)
+    assert classify(client, ALPHA, adapter="tenant-a").headers["x-gateway-adapter-version"] == "v1"
+    res = client.post("/admin/adapters", json={"path": "tenant-a/v2"}, headers=admin)
+    assert res.status_code == 200, res.text
+    res = client.post("/admin/adapters/tenant-a/promote", json={"version": "v2"}, headers=admin)
+    assert res.json() == {"name": "tenant-a", "previous": "v1", "current": "v2"}
+    res = classify(client, ALPHA, adapter="tenant-a")
+    assert res.headers["x-gateway-adapter-version"] == "v2"
+    assert engine.calls[-1].lora is not None and engine.calls[-1].lora.name == "tenant-a@v2"
+    res = client.delete("/admin/adapters/tenant-a/v2", headers=admin)
+    assert res.status_code == 409  # the current version
+    assert client.post("/admin/adapters/tenant-a/rollback", headers=admin).json()["current"] == "v1"
+    assert classify(client, ALPHA, adapter="tenant-a").headers["x-gateway-adapter-version"] == "v1"
+    listed = client.get("/admin/adapters", headers=admin).json()["adapters"]
+    assert {a["name"]: a["current"] for a in listed} == {"tenant-a": "v1", "tenant-b": "v1"}
+
+
+@pytest.mark.parametrize(
+    "path", ["../x", "/etc/passwd", "tenant-a/../../etc", "%2e%2e/v1", "tenant-a", "base/v1"]
+)
+def test_admin_register_refuses_path_tricks(gateway, path: str) -> None:
+    client, _, _ = gateway
+    res = client.post("/admin/adapters", json={"path": path}, headers=auth(ADMIN))
+    assert res.status_code == 400
+    assert res.json()["error"]["code"] in {"adapter_invalid", "invalid_request"}
+
+
+@pytest.mark.parametrize(
+    "url", ["/admin/adapters/..%2Fx/promote", "/admin/adapters/%2e%2e/promote"]
+)
+def test_admin_routes_refuse_encoded_names(gateway, url: str) -> None:
+    client, _, _ = gateway
+    res = client.post(url, json={"version": "v1"}, headers=auth(ADMIN))
+    assert res.status_code in {400, 404}
+
+
+def test_admin_creates_a_tenant_whose_key_works_once_shown(gateway) -> None:
+    client, _, tmp = gateway
+    spec = {"allowed_adapters": ["tenant-a"], "requests_per_minute": 60}
+    res = client.put("/admin/tenants/gamma", json=spec, headers=auth(ADMIN))
+    assert res.status_code == 200, res.text
+    key = res.json()["api_key"]
+    assert "key_hashes" not in res.json()["tenant"]
+    ids = [m["id"] for m in client.get("/v1/models", headers=auth(key)).json()["data"]]
+    assert ids == ["base", "tenant-a"]
+    stored = (tmp / "tenants.yaml").read_text()
+    assert key not in stored and hash_key(key) in stored
+    again = client.put("/admin/tenants/gamma", json=spec, headers=auth(ADMIN)).json()
+    assert again["created"] is False and "api_key" not in again
+
+
+def test_keys_never_reach_the_logs(gateway, caplog: pytest.LogCaptureFixture) -> None:
+    client, engine, _ = gateway
+    script(engine, ANSWER)
+    caplog.set_level(logging.DEBUG)
+    classify(client, ALPHA)
+    classify(client, "wrong-key-0123456789")
+    client.get("/admin/adapters", headers=auth(ADMIN))
+    text = caplog.text
+    for secret in (ALPHA, ADMIN, "wrong-key-0123456789"):
+        assert secret not in text
