@@ -95,6 +95,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    """A fresh key for a tenant (or the admin): show the key once, store only the hash."""
+    from gateway.tenancy import generate_key, hash_key
+
+    key = generate_key()
+    print(json.dumps({"api_key": key, "key_hash": hash_key(key)}))
+    return 0
+
+
+def cmd_keys_hash(args: argparse.Namespace) -> int:
+    """Read a key from stdin (not argv, which shells keep in history) and print its hash."""
+    from gateway.tenancy import hash_key
+
+    key = sys.stdin.readline().strip()
+    if not key:
+        sys.exit("keys hash: pass the key on standard input")
+    print(hash_key(key))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway",
@@ -127,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_sub = model.add_subparsers(dest="model_command", required=True)
     pull = model_sub.add_parser("pull", help="provision and verify the configured base model")
     pull.set_defaults(func=cmd_model_pull)
+
+    keys = sub.add_parser("keys", help="API keys for tenants.yaml (only hashes are stored)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub.add_parser("new", help="print a new key and its hash").set_defaults(func=cmd_keys_new)
+    keys_sub.add_parser("hash", help="hash a key read from stdin").set_defaults(func=cmd_keys_hash)
 
     schemas = sub.add_parser("schemas", help="output contracts")
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)

@@ -2,8 +2,7 @@
 
 Loaded from a YAML file (``{"tenants": [...]}``) holding only key *hashes*; the admin
 API edits the same file, rewriting it whole and atomically, and adopts a change only
-after it is on disk. Print a hash with
-``python -c 'from gateway.tenancy import hash_key; print(hash_key("KEY"))'``.
+after it is on disk. ``gateway keys new`` prints a fresh key and its hash.
 """
 
 from __future__ import annotations

@@ -16,3 +16,16 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
 def test_serve_flags_parse() -> None:
     args = build_parser().parse_args(["serve", "--port", "9000", "--adapter", "demo=v2"])
     assert (args.port, args.adapter) == (9000, ["demo=v2"])
+
+
+def test_keys_new_and_hash_agree(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import json
+
+    assert main(["keys", "new"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    monkeypatch.setattr("sys.stdin", io.StringIO(made["api_key"] + "\n"))
+    assert main(["keys", "hash"]) == 0
+    assert capsys.readouterr().out.strip() == made["key_hash"]
