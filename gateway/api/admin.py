@@ -13,11 +13,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from gateway import errors
-from gateway.api.admin_protocol import OptionalVersion, RegisterAdapter, TenantSpec, VersionChoice
+from gateway.api.admin_protocol import OptionalVersion, RegisterAdapter, VersionChoice
 from gateway.api.deps import AdminDep, ServicesDep
 from gateway.api.protocol import ErrorResponse
 from gateway.registry.store import check_name, parse_store_path
-from gateway.tenancy import Tenant, generate_key, hash_key
+from gateway.tenancy import Tenant, TenantSettings, generate_key, hash_key
 
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 503)}
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ERRORS)
@@ -90,7 +90,7 @@ async def list_tenants(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.put("/tenants/{name}")
-async def put_tenant(name: str, body: TenantSpec, services: ServicesDep) -> dict[str, Any]:
+async def put_tenant(name: str, body: TenantSettings, services: ServicesDep) -> dict[str, Any]:
     """Create (with a new key, returned once) or update a tenant's settings."""
     existing = services.tenants.get(name)
     key = None if existing else generate_key()
@@ -115,7 +115,7 @@ async def delete_tenant(name: str, services: ServicesDep) -> dict[str, Any]:
     return {"tenant": name, "deleted": services.tenants.delete(name)}
 
 
-def _tenant(name: str, hashes: list[str], spec: TenantSpec) -> Tenant:
+def _tenant(name: str, hashes: list[str], spec: TenantSettings) -> Tenant:
     try:
         return Tenant(name=name, key_hashes=hashes, **spec.model_dump())
     except ValueError as exc:  # pydantic's ValidationError: a bad name or default adapter

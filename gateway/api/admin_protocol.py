@@ -21,15 +21,3 @@ class VersionChoice(_Strict):
 
 class OptionalVersion(_Strict):
     version: str | None = Field(default=None, max_length=64)
-
-
-class TenantSpec(_Strict):
-    """A tenant's settings; keys are issued by the gateway, never sent in."""
-
-    allowed_adapters: list[str] = Field(default_factory=list, max_length=1000)
-    default_adapter: str | None = None
-    default_schema: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    requests_per_minute: float | None = Field(default=None, gt=0)
-    tokens_per_minute: float | None = Field(default=None, gt=0)
-    max_concurrency: int | None = Field(default=None, ge=1)

@@ -2,8 +2,15 @@
 
 from gateway.tenancy.keys import generate_key, hash_key, key_matches
 from gateway.tenancy.limits import Lease, Limiter
-from gateway.tenancy.tenants import Tenant, TenantDirectory
+from gateway.tenancy.tenants import Tenant, TenantDirectory, TenantSettings
 
 __all__ = [
-    "Lease", "Limiter", "Tenant", "TenantDirectory", "generate_key", "hash_key", "key_matches",
-]  # fmt: skip
+    "Lease",
+    "Limiter",
+    "Tenant",
+    "TenantDirectory",
+    "TenantSettings",
+    "generate_key",
+    "hash_key",
+    "key_matches",
+]

@@ -21,18 +21,33 @@ from gateway.tenancy.keys import HASH_RE, generate_key, hash_key
 TENANT_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
-class Tenant(BaseModel):
+class TenantSettings(BaseModel):
+    """What an operator sets for a tenant (the admin API's body); keys are not in it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=TENANT_NAME_RE)
-    key_hashes: list[str] = Field(min_length=1)
-    allowed_adapters: list[str] = Field(default_factory=list)  # "*" = all
+    allowed_adapters: list[str] = Field(default_factory=list, max_length=1000)  # "*" = all
     default_adapter: str | None = None
     default_schema: str | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     requests_per_minute: float | None = Field(default=None, gt=0)
     tokens_per_minute: float | None = Field(default=None, gt=0)
     max_concurrency: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _default_allowed(self) -> TenantSettings:
+        if self.default_adapter is not None and not self.may_use(self.default_adapter):
+            raise ValueError(f"default_adapter {self.default_adapter!r} is not in allowed_adapters")
+        return self
+
+    def may_use(self, adapter: str | None) -> bool:
+        """The base model (None) is always allowed."""
+        return adapter is None or "*" in self.allowed_adapters or adapter in self.allowed_adapters
+
+
+class Tenant(TenantSettings):
+    name: str = Field(pattern=TENANT_NAME_RE)
+    key_hashes: list[str] = Field(min_length=1)
 
     @field_validator("key_hashes")
     @classmethod
@@ -43,16 +58,6 @@ class Tenant(BaseModel):
                 "key_hashes must look like 'sha256:<64 hex digits>' (never plain keys)"
             )
         return hashes
-
-    @model_validator(mode="after")
-    def _default_allowed(self) -> Tenant:
-        if self.default_adapter is not None and not self.may_use(self.default_adapter):
-            raise ValueError(f"default_adapter {self.default_adapter!r} is not in allowed_adapters")
-        return self
-
-    def may_use(self, adapter: str | None) -> bool:
-        """The base model (None) is always allowed."""
-        return adapter is None or "*" in self.allowed_adapters or adapter in self.allowed_adapters
 
 
 class TenantDirectory:

@@ -37,6 +37,11 @@ def engine() -> FakeEngine:
 
 @pytest.fixture
 def client(settings: Settings, engine: FakeEngine) -> Iterator[TestClient]:
+    yield from started_client(settings, engine)
+
+
+def started_client(settings: Settings, engine: FakeEngine) -> Iterator[TestClient]:
+    """The app with the engine test double, once ``/ready`` says it is up."""
     app = create_app(settings, lambda _: (engine, FAKE_BASE), exit_on_failure=False)
     with TestClient(app) as test_client:
         deadline = time.monotonic() + 10

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from gateway.tenancy import hash_key
 
 from gateway.config import Settings
-from gateway.server import create_app
-from tests.adapter_factory import FAKE_BASE, make_peft_folder
+from gateway.tenancy import hash_key
+from tests.adapter_factory import make_peft_folder
 from tests.fake_engine import FakeEngine
-from tests.unit.conftest import script
+from tests.unit.conftest import script, started_client
 
 ADMIN = "admin-key-0123456789abcdef"
 ALPHA = "alpha-key-0123456789abcdef"
@@ -57,12 +55,7 @@ def gateway(tmp_path: Path) -> Iterator[tuple[TestClient, FakeEngine, Path]]:
         max_model_len=1024,
     )
     engine = FakeEngine()
-    app = create_app(settings, lambda _: (engine, FAKE_BASE), exit_on_failure=False)
-    with TestClient(app) as client:
-        deadline = time.monotonic() + 10
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, app.state.startup_error
-            time.sleep(0.01)
+    for client in started_client(settings, engine):
         yield client, engine, tmp_path
 
 
