@@ -130,7 +130,14 @@ class ChatService:
 
     def prepare(self, task: ChatTask, tenant: Tenant | None = None) -> PreparedChat:
         adapter = self.resolve_adapter(task.model, tenant)
-        constraint = self.constraint_for(task.response_format)
+        response_format = task.response_format
+        if response_format is None and tenant is not None and tenant.default_schema:
+            # the tenant's contract applies unless the request asks for something else
+            response_format = {
+                "type": "json_schema",
+                "json_schema": {"name": tenant.default_schema},
+            }
+        constraint = self.constraint_for(response_format)
         return self.prepare_resolved(task, adapter, constraint, tenant)
 
     def prepare_resolved(

@@ -19,6 +19,7 @@ from tests.unit.conftest import script, started_client
 ADMIN = "admin-key-0123456789abcdef"
 ALPHA = "alpha-key-0123456789abcdef"
 BETA = "beta-key-0123456789abcdef"
+GAMMA = "gamma-key-0123456789abcdef"
 ANSWER = '{"intent":"billing_inquiry","confidence":0.9,"requires_human_agent":false}'
 
 
@@ -40,6 +41,8 @@ def gateway(tmp_path: Path) -> Iterator[tuple[TestClient, FakeEngine, Path]]:
                     {"name": "beta", "key_hashes": [hash_key(BETA)],
                      "allowed_adapters": ["tenant-b"], "default_adapter": "tenant-b",
                      "max_tokens": 20, "requests_per_minute": 3},
+                    {"name": "gamma", "key_hashes": [hash_key(GAMMA)],
+                     "default_schema": "intent_classification"},
                 ]
             }
         )
@@ -75,6 +78,7 @@ def test_keys_are_required_and_kept_apart(gateway) -> None:
     assert res.status_code == 401
     assert client.get("/admin/adapters").status_code == 401
     assert client.get("/admin/adapters", headers=auth(ADMIN)).status_code == 200
+    assert client.get("/health").status_code == 200  # probes need no key
 
 
 def test_foreign_and_unknown_adapters_look_the_same_to_a_tenant(gateway) -> None:
@@ -99,6 +103,21 @@ def test_tenant_defaults_and_caps(gateway) -> None:
     assert res.status_code == 400
     assert res.json()["error"]["code"] == "max_tokens_exceeded"
     assert "your cap of 20" in res.json()["error"]["message"]
+
+
+def test_tenant_default_schema_applies_when_none_is_asked(gateway) -> None:
+    client, engine, _ = gateway
+    body = {"model": "base", "messages": [{"role": "user", "content": "hi"}]}
+    script(engine, "plain prose, not JSON")
+    res = client.post("/v1/chat/completions", json=body, headers=auth(GAMMA))
+    assert res.status_code == 502  # prose fails the tenant's default contract
+    assert engine.calls[-1].json_schema is not None
+    script(engine, ANSWER)
+    res = client.post("/v1/chat/completions", json=body, headers=auth(GAMMA))
+    assert res.status_code == 200 and res.headers["x-gateway-schema"] == "intent_classification"
+    text = {**body, "response_format": {"type": "text"}}  # an explicit choice wins
+    script(engine, "plain prose, not JSON")
+    assert client.post("/v1/chat/completions", json=text, headers=auth(GAMMA)).status_code == 200
 
 
 def test_rate_limit_answers_429_with_retry_after(gateway) -> None:
@@ -154,7 +173,7 @@ def test_admin_routes_refuse_encoded_names(gateway, url: str) -> None:
 def test_admin_creates_a_tenant_whose_key_works_once_shown(gateway) -> None:
     client, _, tmp = gateway
     spec = {"allowed_adapters": ["tenant-a"], "requests_per_minute": 60}
-    res = client.put("/admin/tenants/gamma", json=spec, headers=auth(ADMIN))
+    res = client.put("/admin/tenants/delta", json=spec, headers=auth(ADMIN))
     assert res.status_code == 200, res.text
     key = res.json()["api_key"]
     assert "key_hashes" not in res.json()["tenant"]
@@ -162,7 +181,7 @@ def test_admin_creates_a_tenant_whose_key_works_once_shown(gateway) -> None:
     assert ids == ["base", "tenant-a"]
     stored = (tmp / "tenants.yaml").read_text()
     assert key not in stored and hash_key(key) in stored
-    again = client.put("/admin/tenants/gamma", json=spec, headers=auth(ADMIN)).json()
+    again = client.put("/admin/tenants/delta", json=spec, headers=auth(ADMIN)).json()
     assert again["created"] is False and "api_key" not in again
 
 

@@ -57,3 +57,30 @@ def test_verify_detects_tampering(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["", "none", "None"])
 def test_quantization_can_be_switched_off(value: str) -> None:
     assert Settings(quantization=value).quantization is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"host": "0.0.0.0"}, "auth_mode=none"),
+        ({"host": "10.1.2.3", "auth_mode": "none"}, "auth_mode=none"),
+        ({"auth_mode": "tenants"}, "tenants_file"),
+        ({"admin_key": "changeme"}, "admin_key"),
+        ({"admin_key": "short"}, "admin_key"),
+        ({"adapters": {"base": "v1"}}, "base model"),
+    ],
+)
+def test_unsafe_settings_are_refused(overrides: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    from gateway.config import Settings
+
+    with pytest.raises(ValidationError, match=message):
+        Settings(**overrides)
+
+
+def test_open_mode_may_be_forced_off_loopback() -> None:
+    from gateway.config import Settings
+
+    assert Settings(host="0.0.0.0", allow_open_auth=True).auth_mode == "none"
+    assert Settings(host="::1").host == "::1"
