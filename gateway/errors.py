@@ -137,9 +137,12 @@ class RateLimited(GatewayError):
     error_type = "rate_limit_error"
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs: Any):
+    def __init__(
+        self, message: str, *, retry_after: float = 1.0, reason: str = "limit", **kwargs: Any
+    ):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+        self.reason = reason  # concurrency, requests or tokens: a metrics label
 
 
 class Conflict(GatewayError):

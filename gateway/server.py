@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from gateway import errors
-from gateway.api import admin, chat, classify, health, models
+from gateway.api import admin, chat, classify, health, metrics, models
 from gateway.api import errors as api_errors
 from gateway.config import Settings
 from gateway.engine.types import EngineClient
@@ -169,7 +169,15 @@ def create_app(
     )
     app.state.settings = settings
     api_errors.install(app)
-    for router in (health.router, models.router, chat.router, classify.router, admin.router):
+    routers = (
+        health.router,
+        metrics.router,
+        models.router,
+        chat.router,
+        classify.router,
+        admin.router,
+    )
+    for router in routers:
         app.include_router(router)
     app.add_middleware(
         BodyLimit,

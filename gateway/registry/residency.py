@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway import errors
@@ -32,6 +33,7 @@ class Residency:
         self._slots: OrderedDict[int, _Slot] = OrderedDict()  # LRU first
         self._lock = asyncio.Lock()  # one load/unload at a time; loads take ~20 ms
         self.events: Counter[str] = Counter()  # loads, unloads, evictions
+        self.on_event: Callable[[str, str], None] = lambda adapter, event: None  # for metrics
 
     def is_loaded(self, lora_id: int) -> bool:
         return lora_id in self._slots
@@ -55,7 +57,7 @@ class Residency:
                     await self.engine.add_lora(lora)
                     slot = _Slot(lora, loaded_at=time.monotonic())
                     self._slots[lora.lora_id] = slot
-                    self.events["loads"] += 1
+                    self._event(lora.name, "loads")
         slot.leases += 1
         self._slots.move_to_end(lora.lora_id)
 
@@ -82,7 +84,7 @@ class Residency:
                     f"{slot.lora.name} has {slot.leases} requests running; retry when they end"
                 )
             await self._remove(lora_id)
-            self.events["unloads"] += 1
+            self._event(slot.lora.name, "unloads")
             return True
 
     async def _make_room(self) -> None:
@@ -92,8 +94,13 @@ class Residency:
                 raise errors.AdapterUnavailable(
                     f"all {self.capacity} adapter slots are serving requests; retry shortly"
                 )
+            name = self._slots[victim].lora.name
             await self._remove(victim)
-            self.events["evictions"] += 1
+            self._event(name, "evictions")
+
+    def _event(self, lora_name: str, event: str) -> None:
+        self.events[event] += 1
+        self.on_event(lora_name.partition("@")[0], event)
 
     async def _remove(self, lora_id: int) -> None:
         del self._slots[lora_id]  # first: no request may lease it while the engine frees it

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from gateway.config import Settings
 from gateway.engine.types import EngineClient
 from gateway.models import ModelInfo
+from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
 from gateway.registry.state import RegistryState
 from gateway.registry.store import AdapterStore, StoreLimits
@@ -30,6 +31,7 @@ class Services:
     tenants: TenantDirectory
     limiter: Limiter
     admin_key_hash: str | None
+    metrics: GatewayMetrics
 
     @property
     def is_open(self) -> bool:
@@ -61,11 +63,38 @@ class Services:
             max_depth=settings.max_schema_depth,
         )
         limiter = Limiter()
-        chat = ChatService(engine, adapters, schemas, settings, limiter)
+        metrics = GatewayMetrics()
+        schemas.on_event = lambda event: (
+            metrics.schema_cache_hits if event == "hit" else metrics.schema_compilations
+        ).inc()
+        adapters.residency.on_event = lambda name, event: metrics.adapter_events.labels(
+            adapter=metrics.labels.fold("adapter", name), event=event
+        ).inc()
+        metrics.build.info({
+            "version": _version(), "base_model": base_model.name,
+            "quantization": settings.quantization or "none",
+            "structured_backend": settings.structured_backend,
+        })  # fmt: skip
+        chat = ChatService(engine, adapters, schemas, settings, limiter, metrics)
         classify = ClassifyService(
             chat, tuple(settings.intent_labels), settings.classify_max_tokens
         )
         return cls(
             settings, engine, adapters, schemas, chat, classify, base_model, tenants, limiter,
-            admin_hash,
+            admin_hash, metrics,
         )  # fmt: skip
+
+    def refresh_gauges(self) -> None:
+        """Gauges read from live state just before a scrape."""
+        self.metrics.adapters_resident.labels(where="engine").set(
+            self.adapters.residency.num_loaded
+        )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lora-gateway")
+    except PackageNotFoundError:
+        return "unknown"

@@ -6,17 +6,20 @@ is touched, so a bad request costs no engine time and cannot disturb others.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway import errors
 from gateway.config import Settings
 from gateway.engine.types import EngineClient, GenerationChunk, GenerationParams
+from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
 from gateway.registry.store import AdapterVersion
+from gateway.service.recording import RequestRecorder
 from gateway.service.schemas import SchemaRegistry
 from gateway.service.validation import Constraint, check_output
 from gateway.tenancy import Limiter, Tenant
@@ -47,6 +50,7 @@ class PreparedChat:
     adapter: AdapterVersion | None
     constraint: Constraint | None
     tenant: Tenant | None = None  # None: open mode (no keys, no limits)
+    endpoint: str = "chat"
 
     @property
     def adapter_name(self) -> str | None:
@@ -60,8 +64,8 @@ class PreparedChat:
 @dataclass
 class _Admission:
     params: GenerationParams
+    recorder: RequestRecorder
     num_tokens: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,14 @@ class ChatService:
         schemas: SchemaRegistry,
         settings: Settings,
         limiter: Limiter,
+        metrics: GatewayMetrics,
     ) -> None:
         self.engine = engine
         self.adapters = adapters
         self.schemas = schemas
         self.settings = settings
         self.limiter = limiter
+        self.metrics = metrics
 
     def resolve_adapter(self, model: str | None, tenant: Tenant | None) -> AdapterVersion | None:
         """Name -> current version, after the tenant's access check.
@@ -146,6 +152,7 @@ class ChatService:
         adapter: AdapterVersion | None,
         constraint: Constraint | None,
         tenant: Tenant | None = None,
+        endpoint: str = "chat",
     ) -> PreparedChat:
         if not task.messages:
             raise errors.InvalidRequest("messages must not be empty", param="messages")
@@ -185,7 +192,7 @@ class ChatService:
             json_schema=constraint.schema.schema if constraint and constraint.schema else None,
             json_object=bool(constraint and constraint.json_object),
         )
-        return PreparedChat(params=params, adapter=adapter, constraint=constraint, tenant=tenant)
+        return PreparedChat(params, adapter, constraint, tenant, endpoint)
 
     @asynccontextmanager
     async def admitted(self, prepared: PreparedChat) -> AsyncIterator[_Admission]:
@@ -194,10 +201,22 @@ class ChatService:
         Both are released when the request ends, however it ends; unused tokens of the
         reservation (prompt + max_tokens) go back to the tenant's token budget.
         """
-        params = prepared.params
+        params, tenant = prepared.params, prepared.tenant
+        schema = prepared.constraint.name if prepared.constraint else None
+        labels = self.metrics.request_labels(
+            tenant.name if tenant else None, prepared.adapter_name, schema, prepared.endpoint
+        )
+        recorder = RequestRecorder(self.metrics, labels)
         reserve = len(params.prompt_token_ids) + params.max_tokens
-        lease = self.limiter.admit(prepared.tenant, reserve) if prepared.tenant else None
-        admission = _Admission(params)
+        try:
+            lease = self.limiter.admit(tenant, reserve) if tenant else None
+        except errors.RateLimited as exc:
+            recorder.rejected(exc.reason)
+            raise
+        admission = _Admission(params, recorder)
+        running = self.metrics.requests_running.labels(tenant=labels["tenant"])
+        running.inc()
+        code: str | None = "internal_error"
         try:
             if prepared.adapter is None:
                 yield admission
@@ -205,24 +224,35 @@ class ChatService:
                 async with self.adapters.lease(prepared.adapter) as lora:
                     admission.params = replace(params, lora=lora)
                     yield admission
+            code = None
+        except errors.GatewayError as exc:
+            code = exc.code
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            code = "cancelled"
+            raise
         finally:
+            running.dec()
+            recorder.finish(code)
             if lease is not None:
                 lease.release(admission.num_tokens)
 
     async def complete(self, prepared: PreparedChat) -> ChatResult:
         """Generate, validate, and retry structured failures up to ``output_retries``."""
         async with self.admitted(prepared) as admission:
-            result = await self._complete(prepared, admission.params)
+            result = await self._complete(prepared, admission)
             admission.num_tokens = result.num_prompt_tokens + result.num_output_tokens
             return result
 
-    async def _complete(self, prepared: PreparedChat, params: GenerationParams) -> ChatResult:
+    async def _complete(self, prepared: PreparedChat, admission: _Admission) -> ChatResult:
+        params, recorder = admission.params, admission.recorder
         attempts = 1 + (self.settings.output_retries if prepared.constraint else 0)
         for attempt in range(1, attempts + 1):
-            text, last = await self._collect(params)
+            text, last = await self._collect(params, recorder)
             try:
                 parsed = check_output(text, last.finish_reason, prepared.constraint)
-            except errors.OutputError:
+            except errors.OutputError as exc:
+                recorder.output_failed(exc.code, retrying=attempt < attempts)
                 if attempt == attempts:
                     raise
                 params = self._retry_params(params, attempt)
@@ -244,16 +274,25 @@ class ChatService:
         async with self.admitted(prepared) as admission:
             async for chunk in self.engine.generate(admission.params):
                 text += chunk.text
+                admission.recorder.on_chunk(chunk)
                 admission.num_tokens = chunk.num_prompt_tokens + chunk.num_output_tokens
                 if chunk.finish_reason is not None:
-                    check_output(text, chunk.finish_reason, prepared.constraint)
+                    try:
+                        check_output(text, chunk.finish_reason, prepared.constraint)
+                    except errors.OutputError as exc:
+                        admission.recorder.output_failed(exc.code, retrying=False)
+                        raise
                 yield chunk
 
-    async def _collect(self, params: GenerationParams) -> tuple[str, GenerationChunk]:
+    async def _collect(
+        self, params: GenerationParams, recorder: RequestRecorder
+    ) -> tuple[str, GenerationChunk]:
         parts: list[str] = []
         last: GenerationChunk | None = None
+        earlier = recorder.num_output_tokens  # tokens of failed attempts still count
         async for chunk in self.engine.generate(params):
             parts.append(chunk.text)
+            recorder.on_chunk(chunk, earlier)
             last = chunk
         if last is None:
             raise errors.EngineFailed("the engine returned no output")

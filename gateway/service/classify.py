@@ -67,7 +67,9 @@ class ClassifyService:
             labels
         )
         task = ChatTask(messages=classify_messages(system_prompt, text), budget=self.max_tokens)
-        prepared = self.chat.prepare_resolved(task, adapter, Constraint(schema=schema), tenant)
+        prepared = self.chat.prepare_resolved(
+            task, adapter, Constraint(schema=schema), tenant, endpoint="classify"
+        )
         result = await self.chat.complete(prepared)
         return Classification(
             result=model.model_validate(result.parsed),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ class SchemaRegistry:
         self.max_depth = max_depth
         self._cache: OrderedDict[str, ResolvedSchema] = OrderedDict()
         self._cache_size = cache_size
+        self.on_event: Callable[[str], None] = lambda _: None  # "hit" / "compile", for metrics
         self.num_compiles = 0
         self.num_cache_hits = 0
         self._named: dict[str, ResolvedSchema] = {}
@@ -156,8 +158,10 @@ class SchemaRegistry:
         if hit is not None:
             self._cache.move_to_end(key)
             self.num_cache_hits += 1
+            self.on_event("hit")
             return hit
         resolved = self._build(name, schema, model, digest)
+        self.on_event("compile")
         self._cache[key] = resolved
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -2,7 +2,8 @@
 
 Loaded from a YAML file (``{"tenants": [...]}``) holding only key *hashes*; the admin
 API edits the same file, rewriting it whole and atomically, and adopts a change only
-after it is on disk. ``gateway keys new`` prints a fresh key and its hash.
+after it is on disk. ``gateway keys new`` prints a fresh key and its hash, and
+``gateway keys hash`` (key on stdin) the hash of an existing one.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class Tenant(TenantSettings):
 
 
 class TenantDirectory:
+    """Tenants by name and by key hash. Admin edits (threadpool or event loop) take a lock;
+    readers take none, because a change swaps in whole new dicts instead of editing them."""
+
     def __init__(self, path: Path | None, admin_key_hash: str | None) -> None:
         self.path = path
         self.admin_key_hash = admin_key_hash
@@ -74,12 +78,16 @@ class TenantDirectory:
         if path is None:
             return directory
         if not path.is_file():
-            raise ValueError(f"tenants file {path} does not exist")
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(raw, dict) or not isinstance(raw.get("tenants", []), list):
+            raise ValueError(f"tenants file {path} does not exist (or is not a file)")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+        entries = (raw.get("tenants") or []) if isinstance(raw, dict) else None
+        if not isinstance(entries, list):
             raise ValueError(f"{path}: expected a mapping with a 'tenants' list")
         try:
-            tenants = [Tenant(**t) for t in raw.get("tenants", [])]
+            tenants = [Tenant(**t) for t in entries]
         except (ValidationError, TypeError) as exc:
             raise ValueError(f"{path}: invalid tenant: {exc}") from exc
         directory._adopt(directory._index(tenants))
@@ -102,7 +110,11 @@ class TenantDirectory:
 
     def upsert(self, tenant: Tenant) -> None:
         with self._lock:
-            self._commit([*(t for t in self._tenants.values() if t.name != tenant.name), tenant])
+            current = list(self._tenants.values())
+            if tenant.name in self._tenants:  # keep its place, so the file diff stays small
+                self._commit([tenant if t.name == tenant.name else t for t in current])
+            else:
+                self._commit([*current, tenant])
 
     def delete(self, name: str) -> bool:
         with self._lock:
@@ -130,6 +142,8 @@ class TenantDirectory:
             if tenant.name in by_name:
                 raise ValueError(f"tenant {tenant.name!r} is defined twice")
             by_name[tenant.name] = tenant
+            if len(set(tenant.key_hashes)) != len(tenant.key_hashes):
+                raise ValueError(f"tenant {tenant.name!r} lists the same key twice")
             for hashed in tenant.key_hashes:
                 if hashed == self.admin_key_hash:
                     raise ValueError("the admin key cannot be a tenant key")
@@ -147,9 +161,15 @@ class TenantDirectory:
         except ValueError as exc:
             raise errors.Conflict(str(exc)) from exc
         if self.path is not None:
-            body: dict[str, Any] = {"tenants": [t.model_dump(exclude_none=True) for t in tenants]}
+            body: dict[str, Any] = {"tenants": [_entry(t) for t in tenants]}
             write_text_atomic(self.path, yaml.safe_dump(body, sort_keys=False))
         self._adopt(index)
 
     def _adopt(self, index: tuple[dict[str, Tenant], dict[str, Tenant]]) -> None:
         self._tenants, self._by_hash = index
+
+
+def _entry(tenant: Tenant) -> dict[str, Any]:
+    """Name and keys first: the file is also read and edited by people."""
+    rest = tenant.model_dump(exclude_none=True, exclude={"name", "key_hashes"})
+    return {"name": tenant.name, "key_hashes": list(tenant.key_hashes), **rest}

@@ -11,8 +11,9 @@ from gateway.config import Settings
 from gateway.server import create_app
 from tests.adapter_factory import FAKE_BASE, make_peft_folder
 from tests.fake_engine import FakeEngine, ScriptedOutput
+from tests.unit.tenancy_setup import tenant_gateway
 
-__all__ = ["FAKE_BASE", "make_peft_folder"]
+__all__ = ["FAKE_BASE", "make_peft_folder", "tenant_gateway"]
 
 
 @pytest.fixture

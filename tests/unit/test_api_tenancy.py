@@ -3,72 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
-from fastapi.testclient import TestClient
 
-from gateway.config import Settings
 from gateway.tenancy import hash_key
-from tests.adapter_factory import make_peft_folder
-from tests.fake_engine import FakeEngine
-from tests.unit.conftest import script, started_client
-
-ADMIN = "admin-key-0123456789abcdef"
-ALPHA = "alpha-key-0123456789abcdef"
-BETA = "beta-key-0123456789abcdef"
-GAMMA = "gamma-key-0123456789abcdef"
-ANSWER = '{"intent":"billing_inquiry","confidence":0.9,"requires_human_agent":false}'
+from tests.unit.conftest import script
+from tests.unit.tenancy_setup import ADMIN, ALPHA, ANSWER, BETA, GAMMA, auth, classify
 
 
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[tuple[TestClient, FakeEngine, Path]]:
-    store = tmp_path / "store"
-    for name, version in [("tenant-a", "v1"), ("tenant-a", "v2"), ("tenant-b", "v1")]:
-        make_peft_folder(store / name / version)
-    tenants = tmp_path / "tenants.yaml"
-    tenants.write_text(
-        yaml.safe_dump(
-            {
-                "tenants": [
-                    {"name": "alpha", "key_hashes": [hash_key(ALPHA)], "allowed_adapters": ["*"]},
-                    {"name": "beta", "key_hashes": [hash_key(BETA)],
-                     "allowed_adapters": ["tenant-b"], "default_adapter": "tenant-b",
-                     "max_tokens": 20, "requests_per_minute": 3},
-                    {"name": "gamma", "key_hashes": [hash_key(GAMMA)],
-                     "default_schema": "intent_classification"},
-                ]
-            }
-        )
-    )  # fmt: skip
-    settings = Settings(
-        adapter_store=store,
-        adapters={"tenant-a": "v1", "tenant-b": "v1"},
-        auth_mode="tenants",
-        tenants_file=tenants,
-        admin_key=ADMIN,
-        max_tokens_cap=100,
-        default_max_tokens=50,
-        max_model_len=1024,
-    )
-    engine = FakeEngine()
-    for client in started_client(settings, engine):
-        yield client, engine, tmp_path
-
-
-def classify(client: TestClient, key: str | None, **body: object):
-    headers = auth(key) if key else {}
-    return client.post("/v1/classify", json={"text": "refund me", **body}, headers=headers)
-
-
-def test_keys_are_required_and_kept_apart(gateway) -> None:
-    client, _, _ = gateway
+def test_keys_are_required_and_kept_apart(tenant_gateway) -> None:
+    client, _, _ = tenant_gateway
     for key in (None, "wrong-key-0123456789", ADMIN):  # the admin key is not a tenant key
         res = classify(client, key)
         assert res.status_code == 401, key
@@ -81,8 +25,8 @@ def test_keys_are_required_and_kept_apart(gateway) -> None:
     assert client.get("/health").status_code == 200  # probes need no key
 
 
-def test_foreign_and_unknown_adapters_look_the_same_to_a_tenant(gateway) -> None:
-    client, _, _ = gateway
+def test_foreign_and_unknown_adapters_look_the_same_to_a_tenant(tenant_gateway) -> None:
+    client, _, _ = tenant_gateway
     foreign = classify(client, BETA, adapter="tenant-a")
     unknown = classify(client, BETA, adapter="no-such-adapter")
     assert foreign.status_code == unknown.status_code == 403
@@ -92,8 +36,8 @@ def test_foreign_and_unknown_adapters_look_the_same_to_a_tenant(gateway) -> None
     assert ids == ["base", "tenant-b"]
 
 
-def test_tenant_defaults_and_caps(gateway) -> None:
-    client, engine, _ = gateway
+def test_tenant_defaults_and_caps(tenant_gateway) -> None:
+    client, engine, _ = tenant_gateway
     script(engine, ANSWER)
     res = classify(client, BETA)  # no adapter named: the tenant's default
     assert res.status_code == 200, res.text
@@ -105,8 +49,8 @@ def test_tenant_defaults_and_caps(gateway) -> None:
     assert "your cap of 20" in res.json()["error"]["message"]
 
 
-def test_tenant_default_schema_applies_when_none_is_asked(gateway) -> None:
-    client, engine, _ = gateway
+def test_tenant_default_schema_applies_when_none_is_asked(tenant_gateway) -> None:
+    client, engine, _ = tenant_gateway
     body = {"model": "base", "messages": [{"role": "user", "content": "hi"}]}
     script(engine, "plain prose, not JSON")
     res = client.post("/v1/chat/completions", json=body, headers=auth(GAMMA))
@@ -120,8 +64,8 @@ def test_tenant_default_schema_applies_when_none_is_asked(gateway) -> None:
     assert client.post("/v1/chat/completions", json=text, headers=auth(GAMMA)).status_code == 200
 
 
-def test_rate_limit_answers_429_with_retry_after(gateway) -> None:
-    client, engine, _ = gateway
+def test_rate_limit_answers_429_with_retry_after(tenant_gateway) -> None:
+    client, engine, _ = tenant_gateway
     script(engine, ANSWER)
     codes = [classify(client, BETA).status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
@@ -131,8 +75,8 @@ def test_rate_limit_answers_429_with_retry_after(gateway) -> None:
     assert classify(client, ALPHA).status_code == 200  # other tenants are not affected
 
 
-def test_promote_and_rollback_change_the_served_version(gateway) -> None:
-    client, engine, _ = gateway
+def test_promote_and_rollback_change_the_served_version(tenant_gateway) -> None:
+    client, engine, _ = tenant_gateway
     script(engine, ANSWER)
     admin = auth(ADMIN)
     assert classify(client, ALPHA, adapter="tenant-a").headers["x-gateway-adapter-version"] == "v1"
@@ -154,8 +98,8 @@ def test_promote_and_rollback_change_the_served_version(gateway) -> None:
 @pytest.mark.parametrize(
     "path", ["../x", "/etc/passwd", "tenant-a/../../etc", "%2e%2e/v1", "tenant-a", "base/v1"]
 )
-def test_admin_register_refuses_path_tricks(gateway, path: str) -> None:
-    client, _, _ = gateway
+def test_admin_register_refuses_path_tricks(tenant_gateway, path: str) -> None:
+    client, _, _ = tenant_gateway
     res = client.post("/admin/adapters", json={"path": path}, headers=auth(ADMIN))
     assert res.status_code == 400
     assert res.json()["error"]["code"] in {"adapter_invalid", "invalid_request"}
@@ -164,14 +108,14 @@ def test_admin_register_refuses_path_tricks(gateway, path: str) -> None:
 @pytest.mark.parametrize(
     "url", ["/admin/adapters/..%2Fx/promote", "/admin/adapters/%2e%2e/promote"]
 )
-def test_admin_routes_refuse_encoded_names(gateway, url: str) -> None:
-    client, _, _ = gateway
+def test_admin_routes_refuse_encoded_names(tenant_gateway, url: str) -> None:
+    client, _, _ = tenant_gateway
     res = client.post(url, json={"version": "v1"}, headers=auth(ADMIN))
     assert res.status_code in {400, 404}
 
 
-def test_admin_creates_a_tenant_whose_key_works_once_shown(gateway) -> None:
-    client, _, tmp = gateway
+def test_admin_creates_a_tenant_whose_key_works_once_shown(tenant_gateway) -> None:
+    client, _, tmp = tenant_gateway
     spec = {"allowed_adapters": ["tenant-a"], "requests_per_minute": 60}
     res = client.put("/admin/tenants/delta", json=spec, headers=auth(ADMIN))
     assert res.status_code == 200, res.text
@@ -185,8 +129,8 @@ def test_admin_creates_a_tenant_whose_key_works_once_shown(gateway) -> None:
     assert again["created"] is False and "api_key" not in again
 
 
-def test_keys_never_reach_the_logs(gateway, caplog: pytest.LogCaptureFixture) -> None:
-    client, engine, _ = gateway
+def test_keys_never_reach_the_logs(tenant_gateway, caplog: pytest.LogCaptureFixture) -> None:
+    client, engine, _ = tenant_gateway
     script(engine, ANSWER)
     caplog.set_level(logging.DEBUG)
     classify(client, ALPHA)

@@ -1,0 +1,19 @@
+"""GET /metrics: Prometheus text format. No key, like /health: scrapers sit inside the
+deployment, and no label carries a key or a prompt."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    services = getattr(request.app.state, "services", None)
+    if services is None:  # still starting: nothing measured yet, but the scrape succeeds
+        return Response(b"", media_type=CONTENT_TYPE_LATEST)
+    services.refresh_gauges()
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

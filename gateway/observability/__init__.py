@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics recorded at the service boundary."""

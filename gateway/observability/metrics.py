@@ -1,0 +1,128 @@
+"""Prometheus metrics, recorded at the service boundary with bounded labels.
+
+Label values come from tenants, adapters and schema names, which operators and clients
+create; unbounded labels would grow Prometheus without limit. ``LabelFolder`` keeps the
+first ``max_values`` distinct values of each label and folds the rest into ``other``.
+Latency buckets span GPU milliseconds and CPU seconds, so one dashboard fits both.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# 1 ms .. 2 min: GPU time to first token lives at the low end, CPU requests at the high end
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0,
+    80.0, 120.0,
+)  # fmt: skip
+PER_TOKEN_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+REQUEST_LABELS = ("tenant", "adapter", "schema", "endpoint")
+OTHER = "other"
+
+
+class LabelFolder:
+    """Keeps each label's cardinality bounded: new values past the limit become ``other``."""
+
+    def __init__(self, max_values: int) -> None:
+        self.max_values = max_values
+        self._seen: dict[str, set[str]] = {}
+        self._lock = threading.Lock()  # the engine's stats thread records too
+
+    def fold(self, label: str, value: str | None) -> str:
+        value = value or "none"
+        with self._lock:
+            seen = self._seen.setdefault(label, set())
+            if value in seen:
+                return value
+            if len(seen) < self.max_values:
+                seen.add(value)
+                return value
+        return OTHER
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None, max_label_values: int = 50):
+        self.registry = registry or CollectorRegistry()
+        self.labels = LabelFolder(max_label_values)
+        r, req = self.registry, REQUEST_LABELS
+        self.request_seconds = Histogram(
+            "gateway_request_duration_seconds", "End-to-end request latency.",
+            (*req, "outcome"), buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.ttft_seconds = Histogram(
+            "gateway_time_to_first_token_seconds", "Time from admission to the first token.",
+            req, buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.tpot_seconds = Histogram(
+            "gateway_time_per_output_token_seconds", "Decode time per token after the first.",
+            req, buckets=PER_TOKEN_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_seconds = Histogram(
+            "gateway_queue_time_seconds", "Time a request waited in the engine's queue.",
+            ("tenant", "adapter"), buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.requests = Counter(
+            "gateway_requests", "Requests by outcome and error code.",
+            (*req, "outcome", "code"), registry=r,
+        )  # fmt: skip
+        self.prompt_tokens = Counter(
+            "gateway_prompt_tokens", "Prompt tokens processed.", ("tenant", "adapter"), registry=r
+        )
+        self.generated_tokens = Counter(
+            "gateway_generated_tokens", "Tokens generated.", ("tenant", "adapter"), registry=r
+        )
+        self.output_failures = Counter(
+            "gateway_structured_output_failures",
+            "Structured outputs that failed validation (each attempt).",
+            ("tenant", "adapter", "schema", "code"), registry=r,
+        )  # fmt: skip
+        self.output_retries = Counter(
+            "gateway_structured_output_retries", "Retries after a failed structured output.",
+            ("tenant", "adapter", "schema"), registry=r,
+        )  # fmt: skip
+        self.schema_compilations = Counter(
+            "gateway_schema_compilations",
+            "Schemas checked and compiled (cache misses).",
+            registry=r,
+        )
+        self.schema_cache_hits = Counter(
+            "gateway_schema_cache_hits", "Schemas served from the compile cache.", registry=r
+        )
+        self.adapter_events = Counter(
+            "gateway_adapter_events", "Adapter loads, unloads and evictions in the engine.",
+            ("adapter", "event"), registry=r,
+        )  # fmt: skip
+        self.rate_limited = Counter(
+            "gateway_rate_limited", "Requests refused by a tenant limit.",
+            ("tenant", "reason"), registry=r,
+        )  # fmt: skip
+        self.requests_running = Gauge(
+            "gateway_requests_running", "Requests admitted and not finished.", ("tenant",),
+            registry=r,
+        )  # fmt: skip
+        self.engine_requests = Gauge(
+            "gateway_engine_requests", "Requests in the engine, by state.", ("state",), registry=r
+        )
+        self.adapters_resident = Gauge(
+            "gateway_adapters_resident", "Adapter versions loaded, by where they live.",
+            ("where",), registry=r,
+        )  # fmt: skip
+        self.kv_cache_usage = Gauge(
+            "gateway_engine_kv_cache_usage_ratio", "Share of the engine's KV cache in use.",
+            registry=r,
+        )  # fmt: skip
+        self.build = Info("gateway_build", "Version, base model and engine settings.", registry=r)
+
+    def request_labels(
+        self, tenant: str | None, adapter: str | None, schema: str | None, endpoint: str
+    ) -> dict[str, str]:
+        return {
+            "tenant": self.labels.fold("tenant", tenant or "open"),
+            "adapter": self.labels.fold("adapter", adapter or "base"),
+            "schema": self.labels.fold("schema", schema),
+            "endpoint": endpoint,
+        }

@@ -1,0 +1,72 @@
+"""Prometheus metrics over HTTP (engine test double): what was sent is what is counted."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.observability.metrics import OTHER, LabelFolder
+from tests.unit.conftest import script
+from tests.unit.tenancy_setup import ALPHA, ANSWER, BETA, auth, classify
+
+
+def samples(client) -> dict[tuple[str, frozenset], float]:
+    res = client.get("/metrics")
+    assert res.status_code == 200
+    assert res.headers["content-type"].startswith("text/plain")
+    out = {}
+    for family in text_string_to_metric_families(res.text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in found.items() if n == name and set(labels.items()) <= ls)
+
+
+def test_requests_are_counted_per_tenant_adapter_and_outcome(tenant_gateway) -> None:
+    client, engine, _ = tenant_gateway
+    script(engine, ANSWER)
+    for _ in range(2):
+        assert classify(client, ALPHA, adapter="tenant-a").status_code == 200
+    assert classify(client, BETA).status_code == 200
+    script(engine, "not json", "still not json")
+    assert classify(client, ALPHA).status_code == 502
+    found = samples(client)
+    ok = {"endpoint": "classify", "outcome": "success"}
+    assert value(found, "gateway_requests_total", tenant="alpha", adapter="tenant-a", **ok) == 2
+    assert value(found, "gateway_requests_total", tenant="beta", adapter="tenant-b", **ok) == 1
+    assert value(found, "gateway_requests_total", tenant="alpha", code="output_invalid") == 1
+    assert value(found, "gateway_request_duration_seconds_count", tenant="alpha") == 3
+    assert value(found, "gateway_time_to_first_token_seconds_count", tenant="beta") == 1
+    assert value(found, "gateway_structured_output_failures_total", tenant="alpha") == 2
+    assert value(found, "gateway_structured_output_retries_total", tenant="alpha") == 1
+    assert value(found, "gateway_generated_tokens_total", tenant="beta") > 0
+    assert value(found, "gateway_schema_compilations_total") >= 1
+    assert value(found, "gateway_schema_cache_hits_total") >= 2
+    assert value(found, "gateway_requests_running", tenant="alpha") == 0
+    assert value(found, "gateway_adapter_events_total", event="loads") == 2
+    assert value(found, "gateway_adapters_resident", where="engine") == 2
+    assert value(found, "gateway_build_info", base_model="fake-base") == 1
+
+
+def test_rate_limits_and_keys_stay_out_of_labels(tenant_gateway) -> None:
+    client, engine, _ = tenant_gateway
+    script(engine, ANSWER)
+    for _ in range(4):
+        classify(client, BETA)
+    found = samples(client)
+    assert value(found, "gateway_rate_limited_total", tenant="beta", reason="requests") == 1
+    assert value(found, "gateway_requests_total", tenant="beta", outcome="rejected") == 1
+    text = client.get("/metrics").text
+    assert BETA not in text and ALPHA not in text and "refund me" not in text
+
+
+def test_admin_unload_counts_and_label_values_stay_bounded(tenant_gateway) -> None:
+    client, _, _ = tenant_gateway
+    client.post("/admin/adapters/tenant-a/unload", headers=auth("admin-key-0123456789abcdef"))
+    assert value(samples(client), "gateway_adapter_events_total", event="unloads") == 1
+    folder = LabelFolder(max_values=2)
+    assert [folder.fold("tenant", t) for t in ("a", "b", "c", "a", None)] == [
+        "a", "b", OTHER, "a", OTHER,
+    ]  # fmt: skip
