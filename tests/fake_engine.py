@@ -6,10 +6,10 @@ against the real vLLM engine in ``tests/integration``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from gateway.engine.types import GenerationChunk, GenerationParams, LoraRef
+from gateway.engine.types import EngineStats, GenerationChunk, GenerationParams, LoraRef
 
 
 @dataclass
@@ -28,6 +28,7 @@ class FakeEngine:
     calls: list[GenerationParams] = field(default_factory=list)
     loras: list[LoraRef] = field(default_factory=list)
     fail_with: Exception | None = None  # raised on admission, as vLLM does
+    on_stats: Callable[[EngineStats], None] | None = None
 
     @property
     def is_ready(self) -> bool:

@@ -3,7 +3,7 @@ service (and its unit tests) can depend on these without loading the engine."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,10 +44,22 @@ class GenerationChunk:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EngineStats:
+    """One engine step's scheduler state, bridged from vLLM's own stats."""
+
+    num_running: int
+    num_waiting: int
+    kv_cache_usage: float  # 0..1
+    num_active_adapters: int  # adapters in the running batch
+    queued: tuple[tuple[str, float], ...] = ()  # (request id, seconds queued) of finished ones
+
+
 class EngineClient(Protocol):
     """The engine as the service sees it. ``VllmEngine`` is the real one."""
 
     max_model_len: int
+    on_stats: Callable[[EngineStats], None] | None
 
     @property
     def is_ready(self) -> bool: ...

@@ -10,12 +10,12 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors
-from gateway.engine.types import GenerationChunk, GenerationParams, LoraRef
+from gateway.engine.types import EngineStats, GenerationChunk, GenerationParams, LoraRef
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class VllmEngine:
         self._tokenizer: Any = None
         self._ready = False
         self.start_seconds: float | None = None
+        self.on_stats: Callable[[EngineStats], None] | None = None
 
     @property
     def is_ready(self) -> bool:
@@ -86,7 +87,8 @@ class VllmEngine:
         )
         self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, opts.model_path)
         # Building the engine takes tens of seconds; off the event loop, /health answers.
-        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        loggers = [_stats_bridge(self)] if self.on_stats is not None else None
+        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args, stat_loggers=loggers)
         probe = GenerationParams(
             request_id=f"ready-probe-{uuid.uuid4().hex}",
             prompt_token_ids=self.encode_chat([{"role": "user", "content": "Hi"}]),
@@ -203,3 +205,40 @@ class VllmEngine:
         if self._llm is None or self._llm.errored:
             self._ready = False
             raise errors.EngineUnavailable("the inference engine is not running")
+
+
+def _stats_bridge(engine: VllmEngine) -> Any:
+    """A vLLM stat logger that hands each step's scheduler stats to ``engine.on_stats``.
+
+    vLLM calls it on the output-processing path; it only copies numbers, so it costs
+    next to nothing. (SchedulerStats is not a stable vLLM interface: fields are read
+    defensively.)
+    """
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class GatewayStatLogger(StatLoggerBase):
+        def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+            pass
+
+        def record(
+            self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None,
+            engine_idx: int = 0,
+        ) -> None:  # fmt: skip
+            sink = engine.on_stats
+            if sink is None or scheduler_stats is None:
+                return
+            finished = getattr(iteration_stats, "finished_requests", None) or []
+            sink(
+                EngineStats(
+                    num_running=getattr(scheduler_stats, "num_running_reqs", 0),
+                    num_waiting=getattr(scheduler_stats, "num_waiting_reqs", 0),
+                    kv_cache_usage=getattr(scheduler_stats, "kv_cache_usage", 0.0),
+                    num_active_adapters=len(getattr(scheduler_stats, "running_lora_adapters", {})),
+                    queued=tuple((f.request_id or "", f.queued_time) for f in finished),
+                )
+            )
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return GatewayStatLogger

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.config import Settings
-from gateway.engine.types import EngineClient
+from gateway.engine.types import EngineClient, EngineStats
 from gateway.models import ModelInfo
 from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
@@ -76,6 +76,7 @@ class Services:
             "structured_backend": settings.structured_backend,
         })  # fmt: skip
         chat = ChatService(engine, adapters, schemas, settings, limiter, metrics)
+        engine.on_stats = lambda stats: record_engine_stats(metrics, chat, stats)
         classify = ClassifyService(
             chat, tuple(settings.intent_labels), settings.classify_max_tokens
         )
@@ -88,6 +89,19 @@ class Services:
         """Gauges read from live state just before a scrape."""
         self.metrics.adapters_resident.labels(where="engine").set(
             self.adapters.residency.num_loaded
+        )
+
+
+def record_engine_stats(metrics: GatewayMetrics, chat: ChatService, stats: EngineStats) -> None:
+    metrics.engine_requests.labels(state="running").set(stats.num_running)
+    metrics.engine_requests.labels(state="waiting").set(stats.num_waiting)
+    metrics.kv_cache_usage.set(stats.kv_cache_usage)
+    metrics.adapters_resident.labels(where="active").set(stats.num_active_adapters)
+    for request_id, seconds in stats.queued:
+        labels = chat.recent_labels.get(request_id.partition("-retry")[0])
+        short = {k: labels[k] for k in ("tenant", "adapter")} if labels else {}
+        metrics.queue_seconds.labels(**(short or {"tenant": "other", "adapter": "other"})).observe(
+            seconds
         )
 
 

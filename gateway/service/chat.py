@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from gateway.service.validation import Constraint, check_output
 from gateway.tenancy import Limiter, Tenant
 
 RETRY_TEMPERATURE = 0.7
+RECENT_REQUESTS = 10_000  # engine stats name requests by id after they finish
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class ChatService:
         self.settings = settings
         self.limiter = limiter
         self.metrics = metrics
+        self.recent_labels: OrderedDict[str, dict[str, str]] = OrderedDict()  # for queue time
 
     def resolve_adapter(self, model: str | None, tenant: Tenant | None) -> AdapterVersion | None:
         """Name -> current version, after the tenant's access check.
@@ -207,6 +210,9 @@ class ChatService:
             tenant.name if tenant else None, prepared.adapter_name, schema, prepared.endpoint
         )
         recorder = RequestRecorder(self.metrics, labels)
+        self.recent_labels[params.request_id] = labels
+        while len(self.recent_labels) > RECENT_REQUESTS:
+            self.recent_labels.popitem(last=False)
         reserve = len(params.prompt_token_ids) + params.max_tokens
         try:
             lease = self.limiter.admit(tenant, reserve) if tenant else None

@@ -70,3 +70,22 @@ def test_admin_unload_counts_and_label_values_stay_bounded(tenant_gateway) -> No
     assert [folder.fold("tenant", t) for t in ("a", "b", "c", "a", None)] == [
         "a", "b", OTHER, "a", OTHER,
     ]  # fmt: skip
+
+
+def test_engine_stats_are_bridged_with_request_labels(tenant_gateway) -> None:
+    from gateway.engine.types import EngineStats
+
+    client, engine, _ = tenant_gateway
+    script(engine, ANSWER)
+    assert classify(client, ALPHA, adapter="tenant-a").status_code == 200
+    finished = engine.calls[-1].request_id
+    assert engine.on_stats is not None
+    engine.on_stats(EngineStats(3, 2, 0.25, 1, ((finished, 0.5), ("unknown-id", 0.1))))
+    found = samples(client)
+    assert value(found, "gateway_engine_requests", state="running") == 3
+    assert value(found, "gateway_engine_requests", state="waiting") == 2
+    assert value(found, "gateway_engine_kv_cache_usage_ratio") == 0.25
+    assert value(found, "gateway_adapters_resident", where="active") == 1
+    queued = "gateway_queue_time_seconds_sum"
+    assert value(found, queued, tenant="alpha", adapter="tenant-a") == 0.5
+    assert value(found, queued, tenant="other") == 0.1
