@@ -7,13 +7,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.observability.metrics import NOT_READY
+
 router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     services = getattr(request.app.state, "services", None)
-    if services is None:  # still starting: nothing measured yet, but the scrape succeeds
-        return Response(b"", media_type=CONTENT_TYPE_LATEST)
+    if services is None:  # still starting (or failed): say so, so alerts can fire
+        return Response(NOT_READY, media_type=CONTENT_TYPE_LATEST)
     services.refresh_gauges()
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

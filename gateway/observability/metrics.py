@@ -22,6 +22,10 @@ PER_TOKEN_BUCKETS = (
 )  # fmt: skip
 REQUEST_LABELS = ("tenant", "adapter", "schema", "endpoint")
 OTHER = "other"
+NOT_READY = (  # what /metrics says before the services exist, so alerts can fire
+    b"# HELP gateway_ready 1 when the engine can generate.\n"
+    b"# TYPE gateway_ready gauge\ngateway_ready 0.0\n"
+)
 
 
 class LabelFolder:
@@ -116,6 +120,7 @@ class GatewayMetrics:
             registry=r,
         )  # fmt: skip
         self.build = Info("gateway_build", "Version, base model and engine settings.", registry=r)
+        self.ready = Gauge("gateway_ready", "1 when the engine can generate.", registry=r)
 
     def request_labels(
         self, tenant: str | None, adapter: str | None, schema: str | None, endpoint: str
