@@ -83,3 +83,98 @@ def test_alert_rules_query_real_metrics() -> None:
     exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
     used = {m for e in exprs for m in re.findall(r"\bgateway_[a-z_]+", e)}
     assert used and used <= exported_names(), used - exported_names()
+
+
+def _k8s_documents() -> list[tuple[str, dict]]:
+    import yaml
+
+    return [
+        (path.name, doc)
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+
+
+def test_kubernetes_manifests_validate_offline() -> None:
+    import copy
+
+    import jsonschema
+    import kubernetes_validate
+
+    version = "1.30.0"
+    kinds = set()
+    for _, doc in _k8s_documents():
+        kinds.add(doc["kind"])
+        if doc["kind"] == "ServiceMonitor":  # a CRD: the Prometheus Operator's required shape
+            jsonschema.validate(doc, SERVICE_MONITOR)
+            continue
+        kubernetes_validate.validate(doc, version, strict=True)  # raises with the reason
+    assert kinds >= {"Deployment", "Service", "ConfigMap", "Secret", "PersistentVolumeClaim",
+                     "ServiceMonitor"}  # fmt: skip
+    deployment = next(d for _, d in _k8s_documents() if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    broken = copy.deepcopy(deployment)  # the validator really checks: a typo is refused
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, version, strict=True)
+
+
+def test_kubernetes_config_is_a_valid_gateway_config(tmp_path, monkeypatch) -> None:
+    """The ConfigMap's settings and tenants load with the gateway's own parsers."""
+    import yaml
+
+    from gateway.config import Settings
+    from gateway.tenancy import TenantDirectory
+
+    configmap = next(d for _, d in _k8s_documents() if d["kind"] == "ConfigMap")
+    (tmp_path / "gateway.yaml").write_text(configmap["data"]["gateway.yaml"])
+    (tmp_path / "tenants.yaml").write_text(configmap["data"]["tenants.yaml"])
+    monkeypatch.setenv("GATEWAY_CONFIG", str(tmp_path / "gateway.yaml"))
+    settings = Settings(tenants_file=tmp_path / "tenants.yaml")
+    assert settings.auth_mode == "tenants" and settings.host == "0.0.0.0"
+    assert TenantDirectory.load(settings.tenants_file, None).get("example") is not None
+    secret = next(d for _, d in _k8s_documents() if d["kind"] == "Secret")
+    with pytest.raises(ValueError, match="admin_key"):  # the placeholder is refused
+        Settings(
+            tenants_file=tmp_path / "tenants.yaml", admin_key=secret["stringData"]["admin-key"]
+        )
+    assert yaml.safe_load(configmap["data"]["gateway.yaml"])["adapters"]
+
+
+def test_compose_wires_gateway_prometheus_and_grafana() -> None:
+    import yaml
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"gateway", "prometheus", "grafana"}
+    for service in compose["services"].values():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), port  # open mode stays on loopback
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), source
+    build = compose["services"]["gateway"]["build"]
+    assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
+
+
+SERVICE_MONITOR = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": {"type": "object", "required": ["matchLabels"]},
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "object", "required": ["port", "path"]},
+                },
+            },
+        },
+    },
+}
