@@ -20,6 +20,7 @@ class GatewayError(Exception):
         self.message = message
         self.param = param
         self.hint = hint
+        self.recorded = False  # True once the metrics counted it (at admission or later)
 
     def to_body(self) -> dict[str, Any]:
         """The OpenAI error shape, plus our ``retryable`` and ``hint``."""

@@ -31,8 +31,11 @@ def bearer_key(request: Request) -> str | None:
 
 def _tenant(request: Request, services: ServicesDep) -> Tenant | None:
     if services.is_open:
+        request.state.tenant_name = "open"
         return None  # local development: start-up allows this on loopback only
-    return services.tenants.authenticate(bearer_key(request))
+    tenant = services.tenants.authenticate(bearer_key(request))
+    request.state.tenant_name = tenant.name  # for counting requests refused later
+    return tenant
 
 
 def _admin(request: Request, services: ServicesDep) -> None:

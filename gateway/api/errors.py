@@ -41,15 +41,34 @@ def _describe(exc: RequestValidationError) -> tuple[str, str | None]:
     return f"{param or 'body'}: {first.get('msg', 'invalid value')}", param
 
 
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/classify": "classify"}
+
+
+def count_refusal(request: Request, exc: errors.GatewayError) -> None:
+    """Requests refused before admission (bad input, keys, access) count too; errors the
+    service already counted are marked ``recorded``."""
+    endpoint = ENDPOINTS.get(request.url.path)
+    services = getattr(request.app.state, "services", None)
+    if endpoint is None or services is None or exc.recorded:
+        return
+    metrics = services.metrics
+    tenant = getattr(request.state, "tenant_name", None) or "unauthenticated"
+    labels = metrics.request_labels(tenant, "unresolved", None, endpoint)
+    metrics.requests.labels(**labels, outcome="error", code=exc.code).inc()
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.GatewayError)
-    async def _gateway(_: Request, exc: errors.GatewayError) -> JSONResponse:
+    async def _gateway(request: Request, exc: errors.GatewayError) -> JSONResponse:
+        count_refusal(request, exc)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _describe(exc)
-        return error_response(errors.InvalidRequest(message, param=param))
+        error = errors.InvalidRequest(message, param=param)
+        count_refusal(request, error)
+        return error_response(error)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

@@ -88,7 +88,7 @@ class Services:
     def refresh_gauges(self) -> None:
         """Gauges read from live state just before a scrape."""
         self.metrics.ready.set(1 if self.engine.is_ready else 0)
-        self.metrics.adapters_resident.labels(where="engine").set(
+        self.metrics.adapters_resident.labels(where="loaded").set(
             self.adapters.residency.num_loaded
         )
 

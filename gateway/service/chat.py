@@ -218,6 +218,7 @@ class ChatService:
             lease = self.limiter.admit(tenant, reserve) if tenant else None
         except errors.RateLimited as exc:
             recorder.rejected(exc.reason)
+            exc.recorded = True
             raise
         admission = _Admission(params, recorder)
         running = self.metrics.requests_running.labels(tenant=labels["tenant"])
@@ -233,6 +234,7 @@ class ChatService:
             code = None
         except errors.GatewayError as exc:
             code = exc.code
+            exc.recorded = True
             raise
         except (asyncio.CancelledError, GeneratorExit):
             code = "cancelled"

@@ -46,7 +46,7 @@ def test_requests_are_counted_per_tenant_adapter_and_outcome(tenant_gateway) -> 
     assert value(found, "gateway_schema_cache_hits_total") >= 2
     assert value(found, "gateway_requests_running", tenant="alpha") == 0
     assert value(found, "gateway_adapter_events_total", event="loads") == 2
-    assert value(found, "gateway_adapters_resident", where="engine") == 2
+    assert value(found, "gateway_adapters_resident", where="loaded") == 2
     assert value(found, "gateway_build_info", base_model="fake-base") == 1
 
 
@@ -89,3 +89,18 @@ def test_engine_stats_are_bridged_with_request_labels(tenant_gateway) -> None:
     queued = "gateway_queue_time_seconds_sum"
     assert value(found, queued, tenant="alpha", adapter="tenant-a") == 0.5
     assert value(found, queued, tenant="other") == 0.1
+
+
+def test_refusals_before_admission_are_counted_once(tenant_gateway) -> None:
+    client, engine, _ = tenant_gateway
+    assert classify(client, None).status_code == 401
+    assert classify(client, BETA, adapter="tenant-a").status_code == 403
+    assert client.post("/v1/classify", json={"txt": "x"}, headers=auth(ALPHA)).status_code == 400
+    script(engine, "not json")
+    assert classify(client, ALPHA).status_code == 502  # counted at admission, not again
+    found = samples(client)
+    total = "gateway_requests_total"
+    assert value(found, total, tenant="unauthenticated", code="invalid_api_key") == 1
+    assert value(found, total, tenant="beta", code="adapter_forbidden") == 1
+    assert value(found, total, tenant="alpha", code="invalid_request") == 1
+    assert value(found, total, tenant="alpha", code="output_invalid") == 1
