@@ -8,7 +8,7 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from tests.integration.conftest import Gateway
+from tests.integration.conftest import TENANT_KEYS, Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +81,16 @@ def test_typed_errors_reach_the_sdk(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="base", messages=MESSAGES, max_tokens=100000)
     assert bad.value.code == "max_tokens_exceeded"
+
+
+def test_key_errors_reach_the_sdk_typed(gateway: Gateway) -> None:
+    def sdk(key: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+
+    with pytest.raises(openai.AuthenticationError):
+        sdk("not-a-key-0123456789").models.list()
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        sdk(TENANT_KEYS["beta"]).chat.completions.create(model="banking77", messages=MESSAGES)
+    assert info.value.code == "adapter_forbidden"
+    ids = [m.id for m in sdk(TENANT_KEYS["beta"]).models.list()]
+    assert ids == ["base", "tenant-b", "demo"]
