@@ -99,7 +99,7 @@ def record_engine_stats(metrics: GatewayMetrics, chat: ChatService, stats: Engin
     metrics.kv_cache_usage.set(stats.kv_cache_usage)
     metrics.adapters_resident.labels(where="active").set(stats.num_active_adapters)
     for request_id, seconds in stats.queued:
-        labels = chat.recent_labels.get(request_id.partition("-retry")[0])
+        labels = chat.admission.recent_labels.get(request_id.partition("-retry")[0])
         short = {k: labels[k] for k in ("tenant", "adapter")} if labels else {}
         metrics.queue_seconds.labels(**(short or {"tenant": "other", "adapter": "other"})).observe(
             seconds

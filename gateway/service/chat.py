@@ -6,11 +6,8 @@ is touched, so a bad request costs no engine time and cannot disturb others.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,13 +17,13 @@ from gateway.engine.types import EngineClient, GenerationChunk, GenerationParams
 from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
 from gateway.registry.store import AdapterVersion
+from gateway.service.admission import Admission, AdmissionControl
 from gateway.service.recording import RequestRecorder
 from gateway.service.schemas import SchemaRegistry
 from gateway.service.validation import Constraint, check_output
 from gateway.tenancy import Limiter, Tenant
 
 RETRY_TEMPERATURE = 0.7
-RECENT_REQUESTS = 10_000  # engine stats name requests by id after they finish
 
 
 @dataclass(frozen=True)
@@ -63,13 +60,6 @@ class PreparedChat:
         return self.adapter.version if self.adapter else None
 
 
-@dataclass
-class _Admission:
-    params: GenerationParams
-    recorder: RequestRecorder
-    num_tokens: int | None = None
-
-
 @dataclass(frozen=True)
 class ChatResult:
     text: str
@@ -94,9 +84,7 @@ class ChatService:
         self.adapters = adapters
         self.schemas = schemas
         self.settings = settings
-        self.limiter = limiter
-        self.metrics = metrics
-        self.recent_labels: OrderedDict[str, dict[str, str]] = OrderedDict()  # for queue time
+        self.admission = AdmissionControl(limiter, adapters, metrics)
 
     def resolve_adapter(self, model: str | None, tenant: Tenant | None) -> AdapterVersion | None:
         """Name -> current version, after the tenant's access check.
@@ -197,62 +185,14 @@ class ChatService:
         )
         return PreparedChat(params, adapter, constraint, tenant, endpoint)
 
-    @asynccontextmanager
-    async def admitted(self, prepared: PreparedChat) -> AsyncIterator[_Admission]:
-        """Charge the tenant's limits and pin the adapter version for one request.
-
-        Both are released when the request ends, however it ends; unused tokens of the
-        reservation (prompt + max_tokens) go back to the tenant's token budget.
-        """
-        params, tenant = prepared.params, prepared.tenant
-        schema = prepared.constraint.name if prepared.constraint else None
-        labels = self.metrics.request_labels(
-            tenant.name if tenant else None, prepared.adapter_name, schema, prepared.endpoint
-        )
-        recorder = RequestRecorder(self.metrics, labels)
-        self.recent_labels[params.request_id] = labels
-        while len(self.recent_labels) > RECENT_REQUESTS:
-            self.recent_labels.popitem(last=False)
-        reserve = len(params.prompt_token_ids) + params.max_tokens
-        try:
-            lease = self.limiter.admit(tenant, reserve) if tenant else None
-        except errors.RateLimited as exc:
-            recorder.rejected(exc.reason)
-            exc.recorded = True
-            raise
-        admission = _Admission(params, recorder)
-        running = self.metrics.requests_running.labels(tenant=labels["tenant"])
-        running.inc()
-        code: str | None = "internal_error"
-        try:
-            if prepared.adapter is None:
-                yield admission
-            else:
-                async with self.adapters.lease(prepared.adapter) as lora:
-                    admission.params = replace(params, lora=lora)
-                    yield admission
-            code = None
-        except errors.GatewayError as exc:
-            code = exc.code
-            exc.recorded = True
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            code = "cancelled"
-            raise
-        finally:
-            running.dec()
-            recorder.finish(code)
-            if lease is not None:
-                lease.release(admission.num_tokens)
-
     async def complete(self, prepared: PreparedChat) -> ChatResult:
         """Generate, validate, and retry structured failures up to ``output_retries``."""
-        async with self.admitted(prepared) as admission:
+        async with self.admission.admitted(prepared) as admission:
             result = await self._complete(prepared, admission)
             admission.num_tokens = result.num_prompt_tokens + result.num_output_tokens
             return result
 
-    async def _complete(self, prepared: PreparedChat, admission: _Admission) -> ChatResult:
+    async def _complete(self, prepared: PreparedChat, admission: Admission) -> ChatResult:
         params, recorder = admission.params, admission.recorder
         attempts = 1 + (self.settings.output_retries if prepared.constraint else 0)
         for attempt in range(1, attempts + 1):
@@ -279,7 +219,7 @@ class ChatService:
         """Deltas as they come; a structured output is still validated at the end, and
         an invalid one ends the stream with the typed error instead of success."""
         text = ""
-        async with self.admitted(prepared) as admission:
+        async with self.admission.admitted(prepared) as admission:
             async for chunk in self.engine.generate(admission.params):
                 text += chunk.text
                 admission.recorder.on_chunk(chunk)

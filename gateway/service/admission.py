@@ -1,0 +1,90 @@
+"""Admission: what happens between a checked request and the engine, and after it.
+
+A request is charged to its tenant's limits, pinned to the adapter version current at
+that moment (a lease the registry honours across promotions and evictions), and measured;
+all three are undone or recorded exactly once when it ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from gateway import errors
+from gateway.engine.types import GenerationParams
+from gateway.observability.metrics import GatewayMetrics
+from gateway.registry.registry import AdapterRegistry
+from gateway.service.recording import RequestRecorder
+from gateway.tenancy import Limiter
+
+if TYPE_CHECKING:
+    from gateway.service.chat import PreparedChat
+
+RECENT_REQUESTS = 10_000  # engine stats name requests by id after they finish
+
+
+@dataclass
+class Admission:
+    params: GenerationParams  # with the pinned adapter version
+    recorder: RequestRecorder
+    num_tokens: int | None = None  # used tokens, refunded against the reservation
+
+
+class AdmissionControl:
+    def __init__(self, limiter: Limiter, adapters: AdapterRegistry, metrics: GatewayMetrics):
+        self.limiter = limiter
+        self.adapters = adapters
+        self.metrics = metrics
+        self.recent_labels: OrderedDict[str, dict[str, str]] = OrderedDict()  # for queue time
+
+    @asynccontextmanager
+    async def admitted(self, prepared: PreparedChat) -> AsyncIterator[Admission]:
+        """Charge the tenant's limits and pin the adapter version for one request.
+
+        Both are released when the request ends, however it ends; unused tokens of the
+        reservation (prompt + max_tokens) go back to the tenant's token budget.
+        """
+        params, tenant = prepared.params, prepared.tenant
+        schema = prepared.constraint.name if prepared.constraint else None
+        labels = self.metrics.request_labels(
+            tenant.name if tenant else None, prepared.adapter_name, schema, prepared.endpoint
+        )
+        recorder = RequestRecorder(self.metrics, labels)
+        self.recent_labels[params.request_id] = labels
+        while len(self.recent_labels) > RECENT_REQUESTS:
+            self.recent_labels.popitem(last=False)
+        reserve = len(params.prompt_token_ids) + params.max_tokens
+        try:
+            lease = self.limiter.admit(tenant, reserve) if tenant else None
+        except errors.RateLimited as exc:
+            recorder.rejected(exc.reason)
+            exc.recorded = True
+            raise
+        admission = Admission(params, recorder)
+        running = self.metrics.requests_running.labels(tenant=labels["tenant"])
+        running.inc()
+        code: str | None = "internal_error"
+        try:
+            if prepared.adapter is None:
+                yield admission
+            else:
+                async with self.adapters.lease(prepared.adapter) as lora:
+                    admission.params = replace(params, lora=lora)
+                    yield admission
+            code = None
+        except errors.GatewayError as exc:
+            code = exc.code
+            exc.recorded = True
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            code = "cancelled"
+            raise
+        finally:
+            running.dec()
+            recorder.finish(code)
+            if lease is not None:
+                lease.release(admission.num_tokens)
