@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         default=None, description="alias state; empty = <adapter_store>/registry.json"
     )
     adapters: dict[str, str] = Field(
-        default_factory=lambda: {"demo": "v1"},
+        default_factory=lambda: {"demo": "v1", "banking77": "v2"},
         description="name -> version registered at start if missing (current if the name is new)",
     )
     max_adapter_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)

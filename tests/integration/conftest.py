@@ -22,7 +22,7 @@ from gateway.models import resolve_model
 from tests.adapter_factory import make_random_adapter
 
 DEMO_ADAPTER = REPO_ROOT / "adapters" / "demo" / "v1"
-BANKING77_ADAPTER = REPO_ROOT / "adapters" / "banking77" / "v1"
+BANKING77_ADAPTER = REPO_ROOT / "adapters" / "banking77" / "v2"
 ADMIN_KEY = "integration-admin-key-0123456789"
 # Two tenants: "alpha" may use every adapter; "beta" only tenant-b and demo, with limits.
 TENANT_KEYS = {"alpha": "alpha-key-0123456789abcdef", "beta": "beta-key-0123456789abcdef"}
