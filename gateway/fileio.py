@@ -27,3 +27,12 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(value, indent=2) + "\n")
+
+
+def make_readable(folder: Path) -> None:
+    """A folder built in ``mkdtemp`` is 0700 (and some writers make 0600 files): open it
+    to other readers before it is renamed into a shared store."""
+    os.chmod(folder, 0o755)
+    for entry in folder.iterdir():
+        if entry.is_file() and not entry.is_symlink():
+            os.chmod(entry, 0o644)

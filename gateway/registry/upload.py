@@ -14,6 +14,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from gateway.fileio import make_readable
 from gateway.registry.store import NAME_RE, AdapterInvalid, AdapterStore, AdapterVersion
 
 MAX_MEMBERS = 32
@@ -29,6 +30,7 @@ def install_archive(store: AdapterStore, name: str, version: str, archive: Path)
     try:
         _extract(archive, staging, store.limits.max_bytes)
         found = store.check_folder(staging, name, version)
+        make_readable(staging)
         os.rename(staging, target)  # atomic; fails if a concurrent upload won the name
         return AdapterVersion(**{**found.__dict__, "path": target})
     except OSError as exc:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.fileio import make_readable
 from gateway.models import ModelInfo
 from gateway.service.classify import classify_messages, default_system_prompt
 from gateway.service.schemas import SchemaRegistry
@@ -231,6 +232,7 @@ def train(cfg: TrainConfig, base: ModelInfo) -> Path:
     }
     manifest = build_manifest(cfg, base, data, metrics, sha256_text(cfg.data))
     write_json_atomic(tmp / "manifest.json", manifest)
+    make_readable(tmp)
     if cfg.out_dir.exists():
         shutil.rmtree(cfg.out_dir)
     os.replace(tmp, cfg.out_dir)

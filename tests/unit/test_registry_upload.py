@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import stat
 import tarfile
 from pathlib import Path
 
@@ -49,6 +50,7 @@ def test_a_good_archive_becomes_a_version(store: AdapterStore, tmp_path: Path, p
     )
     assert found.path == store.root / "demo" / "v3"
     assert store.inspect("demo", "v3").rank == 8
+    assert stat.S_IMODE(found.path.stat().st_mode) == 0o755
     files = ("adapter_config.json", "adapter_model.safetensors", "manifest.json")
     assert sorted(_leftovers(store)) == ["demo", "demo/v3", *(f"demo/v3/{n}" for n in files)]
 

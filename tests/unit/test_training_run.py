@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,8 @@ def test_tiny_run_writes_a_loadable_adapter(tmp_path: Path, base: ModelInfo) -> 
     assert manifest["labels"] == ["billing", "other"]
     assert manifest["training"]["tokens"] > 0
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp left
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755  # readable by a gateway run as another user
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
     limits = StoreLimits(base.fingerprint, 16, frozenset(ALL_LINEAR), 10**9)
     adapter = AdapterStore(tmp_path / "store", limits).inspect("tiny", "v1")
     assert adapter.labels == ("billing", "other")
