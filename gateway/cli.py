@@ -115,6 +115,13 @@ def cmd_keys_hash(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_consistency(args: argparse.Namespace) -> int:
+    from gateway.bench.consistency.main import run
+
+    run(args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway",
@@ -142,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--config", help="YAML training config (see adapters/*/train.yaml)")
         cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config keys")
         cmd.set_defaults(func=func)
+
+    bench = sub.add_parser("bench", help="benchmarks that write JSON, Markdown and charts")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    consistency = bench_sub.add_parser(
+        "consistency", help="fine-tuned + constrained against prompt-only baselines"
+    )
+    from gateway.bench.consistency.main import add_arguments
+
+    add_arguments(consistency)
+    consistency.set_defaults(func=cmd_bench_consistency)
 
     model = sub.add_parser("model", help="base-model provisioning")
     model_sub = model.add_subparsers(dest="model_command", required=True)

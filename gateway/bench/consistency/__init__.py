@@ -1,0 +1,1 @@
+"""Consistency benchmark: fine-tuned + constrained against prompt-only baselines."""

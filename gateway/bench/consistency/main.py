@@ -1,0 +1,88 @@
+"""Entry point: choose the data and arms, start (or reach) a gateway, run, report.
+
+gateway bench consistency --data ../shared/data/banking77/test.csv --per-class 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from gateway.bench.consistency.arms import ARM_NAMES, build_arms
+from gateway.bench.consistency.perturb import PERTURBATIONS
+from gateway.bench.consistency.report import render, table
+from gateway.bench.consistency.run import load_items, load_rows, run_all
+from gateway.config import REPO_ROOT
+from schemas import intent_model
+
+DEFAULT_PERTURBATIONS = ("lower", "extra_spaces", "no_punctuation", "typo", "polite", "filler")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="../shared/data/banking77/test.csv",
+                        help="labelled CSV (text,category) to test on")  # fmt: skip
+    parser.add_argument("--train", default="../shared/data/banking77/train.csv",
+                        help="labelled CSV the few-shot examples come from")  # fmt: skip
+    parser.add_argument("--adapter", default="banking77", help="adapter name in the store")
+    parser.add_argument("--version", default="v2", help="adapter version in the store")
+    parser.add_argument("--per-class", type=int, default=1, help="test items per label")
+    parser.add_argument("--k", type=int, default=5, help="few-shot examples")
+    parser.add_argument("--max-items", type=int, help="keep the first N sampled items (smoke runs)")
+    parser.add_argument("--perturbations", default=",".join(DEFAULT_PERTURBATIONS),
+                        help=f"comma-separated, from: {','.join(PERTURBATIONS)}")  # fmt: skip
+    parser.add_argument("--arms", default=",".join(ARM_NAMES), help="comma-separated arms")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--url", help="a running gateway; default: start one for the run")
+    parser.add_argument("--key", help="tenant key for --url (or none in open mode)")
+    parser.add_argument("--out", default="bench-results/consistency")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from gateway.bench.launch import launch
+
+    store = REPO_ROOT / "adapters"
+    manifest = json.loads((store / args.adapter / args.version / "manifest.json").read_text())
+    labels = tuple(manifest["labels"])
+    perturbations = tuple(p for p in args.perturbations.split(",") if p)
+    items = load_items(Path(args.data), args.per_class, args.seed, perturbations)
+    items = items[: args.max_items] if args.max_items else items
+    train = load_rows(Path(args.train))
+    arms = build_arms(labels, args.adapter, manifest["system_prompt"], train, args.k, args.seed,
+                      tuple(a for a in args.arms.split(",") if a))  # fmt: skip
+    schema = intent_model(labels).model_json_schema()
+    out = Path(args.out)
+    meta = {
+        "command": " ".join(["gateway", *sys.argv[1:]]),
+        "data": args.data, "items": len(items), "per_class": args.per_class, "seed": args.seed,
+        "perturbations": list(perturbations), "variants": len(perturbations) + 1,
+        "requests_per_arm": len(items) * (len(perturbations) + 1), "adapter":
+        f"{args.adapter}/{args.version}", "k": args.k, "base_model": manifest["base_model"]["name"],
+    }  # fmt: skip
+    with ExitStack() as stack:
+        url = args.url
+        if url is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            gateway = stack.enter_context(
+                launch(
+                    tmp / "gateway.log",
+                    adapters={args.adapter: args.version},
+                    store=store,
+                    env={"GATEWAY_REGISTRY_FILE": str(tmp / "registry.json")},
+                )
+            )
+            url = gateway.url
+        meta["gateway"] = url
+        results = asyncio.run(
+            run_all(url, args.key, arms, items, schema, labels, args.concurrency, out, meta)
+        )
+    report = render(results, out)
+    print(table(results))
+    print(f"\nwrote {out / 'results.json'}, {report} and charts", flush=True)
+    return results

@@ -1,0 +1,139 @@
+"""Consistency benchmark pieces: perturbations, parsing and scoring, arms, report."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from gateway.bench.consistency.arms import build_arms, request
+from gateway.bench.consistency.perturb import PERTURBATIONS, variants
+from gateway.bench.consistency.report import render
+from gateway.bench.consistency.score import first_json_object, parse_answer, score_arm
+from schemas import intent_model
+
+LABELS = ("card_arrival", "lost_or_stolen_card", "top_up_failed")
+SCHEMA = intent_model(LABELS).model_json_schema()
+TEXTS = [
+    "I still have not received my new card, it has been two weeks.",
+    "Why did my top-up fail yesterday?",
+    "My card was stolen at the station",
+]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def test_perturbations_are_deterministic() -> None:
+    for text in TEXTS:
+        assert variants(text) == variants(text)
+    assert variants(TEXTS[0])["typo"] != TEXTS[0]
+    assert variants(TEXTS[0], ())["original"] == TEXTS[0] and len(variants(TEXTS[0], ())) == 1
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_perturbations_keep_the_meaning(text: str) -> None:
+    """Same words in the same order, but for one typo or a polite/filler addition."""
+    words = _words(text)
+    for name, changed in variants(text).items():
+        got = _words(changed)
+        if name in {"original", "lower", "upper", "extra_spaces", "no_punctuation",
+                    "more_punctuation"}:  # fmt: skip
+            assert got == words, name
+        elif name == "typo":
+            diffs = [(a, b) for a, b in zip(got, words, strict=True) if a != b]
+            assert len(diffs) == 1 and sorted(diffs[0][0]) == sorted(diffs[0][1])
+        elif name == "polite":  # a greeting before, thanks after, the message intact between
+            assert " ".join(words) in " ".join(got) and len(got) > len(words)
+        else:  # filler: a clause after the first word, the rest intact
+            assert got[0] == words[0] and got[-(len(words) - 1) :] == words[1:]
+            assert len(got) > len(words)
+    assert set(variants(text)) == {"original", *PERTURBATIONS}
+
+
+@pytest.mark.parametrize(
+    ("text", "is_json", "is_valid", "label"),
+    [
+        ('{"intent":"card_arrival","confidence":0.9,"requires_human_agent":false}', 1, 1,
+         "card_arrival"),
+        ('```json\n{"intent": "top_up_failed", "confidence": 1, "requires_human_agent": true}```',
+         1, 1, "top_up_failed"),
+        ('Here: {"intent": "lost_or_stolen_card"} hope that helps', 1, 0, "lost_or_stolen_card"),
+        ('{"intent": "weather", "confidence": 0.5, "requires_human_agent": false}', 1, 0, None),
+        ('{"intent": 7, "confidence": "high", "requires_human_agent": "no"}', 1, 0, None),
+        ('["card_arrival"]', 1, 0, None),
+        ('{"intent": "card_arrival", "confidence": 10000000000000', 0, 0, None),
+        ("The intent is card_arrival.", 0, 0, None),
+        (None, 0, 0, None),
+    ],
+)  # fmt: skip
+def test_parser_handles_invalid_json_wrong_types_and_unknown_labels(
+    text: str | None, is_json: int, is_valid: int, label: str | None
+) -> None:
+    parsed = parse_answer(text, SCHEMA, frozenset(LABELS))
+    assert (parsed.is_json, parsed.is_valid, parsed.label) == (bool(is_json), bool(is_valid), label)
+
+
+def test_first_json_object_skips_braces_inside_strings() -> None:
+    assert first_json_object('x {"a": "}{", "b": {"c": 1}} y') == {"a": "}{", "b": {"c": 1}}
+
+
+def _answer(item: int, variant: str, gold: str, label: str | None, valid: bool = True) -> dict:
+    return {"item": item, "variant": variant, "gold": gold, "label": label, "is_json": valid,
+            "is_valid": valid, "error": None if valid else "output_invalid",
+            "prompt_tokens": 50 if valid else None, "latency_s": 1.0}  # fmt: skip
+
+
+def test_scoring_of_one_arm() -> None:
+    answers = [
+        _answer(0, "original", "a", "a"), _answer(0, "lower", "a", "a"),  # consistent, right
+        _answer(1, "original", "b", "b"), _answer(1, "lower", "b", "a"),  # inconsistent
+        _answer(2, "original", "a", "b"), _answer(2, "lower", "a", None, valid=False),
+    ]  # fmt: skip
+    m = score_arm(answers, wall_seconds=3.0)
+    assert m["requests"] == 6
+    assert m["json_parse_rate"] == m["schema_valid_rate"] == round(5 / 6, 4)
+    assert m["accuracy"] == round(2 / 3, 4)
+    assert m["consistency"] == round(1 / 3, 4)
+    assert m["prompt_tokens_mean"] == 50 and m["throughput_rps"] == 2.0
+    assert m["errors"] == {"output_invalid": 1}
+    assert m["top_confusions"] == [{"gold": "a", "predicted": "b", "count": 1}]
+
+
+def test_arms_send_what_clients_send() -> None:
+    train = [("card is late", "card_arrival"), ("stolen card", "lost_or_stolen_card")]
+    arms = {a.name: a for a in build_arms(LABELS, "banking77", "Classify.", train, k=2, seed=0)}
+    path, body = request(arms["prompt_zero_shot"], "hi", SCHEMA)
+    assert path == "/v1/chat/completions" and "response_format" not in body
+    assert body["model"] == "base" and "card_arrival" in body["messages"][0]["content"]
+    _, few = request(arms["prompt_few_shot"], "hi", SCHEMA)
+    assert len(few["messages"]) == 2 + 2 * 2
+    _, constrained = request(arms["constrained"], "hi", SCHEMA)
+    assert constrained["response_format"]["json_schema"]["schema"] == SCHEMA
+    _, adapter = request(arms["adapter"], "hi", SCHEMA)
+    assert adapter["model"] == "banking77" and adapter["messages"][0]["content"] == "Classify."
+    assert request(arms["adapter_constrained"], "hi", SCHEMA) == (
+        "/v1/classify", {"text": "hi", "adapter": "banking77"},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="unknown arms"):
+        build_arms(LABELS, "x", "y", train, 1, 0, ("nope",))
+
+
+def test_report_and_charts_are_written(tmp_path: Path) -> None:
+    answers = [_answer(0, "original", "a", "a"), _answer(0, "lower", "a", "b")]
+    results = {
+        "meta": {"command": "gateway bench consistency", "items": 1, "per_class": 1, "seed": 0,
+                 "data": "x.csv", "variants": 2, "perturbations": ["lower"],
+                 "requests_per_arm": 2, "adapter": "b/v1", "k": 0, "gateway": "http://x"},
+        "arms": {"adapter": score_arm(answers, 1.0)},
+        "answers": {"adapter": answers},
+    }  # fmt: skip
+    report = render(results, tmp_path)
+    text = report.read_text()
+    assert "| adapter | 100.0% | 100.0% | 100.0% |" in text
+    for png in ("arms.png", "latency_vs_prompt.png", "confusion.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    json.dumps(results)  # what run_all writes is plain JSON
