@@ -17,25 +17,12 @@ from tqdm import tqdm
 
 from gateway.config import Settings
 from gateway.errors import GatewayError
+from gateway.scoring import macro_f1
 from gateway.training.config import TrainConfig
 from gateway.training.data import Example
 from gateway.training.manifest import write_json_atomic
 
 CONCURRENCY = 16
-
-
-def macro_f1(gold: list[str], predicted: list[str | None]) -> float:
-    """Mean F1 over the gold labels; an invalid answer counts as wrong for its item."""
-    labels = sorted(set(gold))
-    scores = []
-    for label in labels:
-        tp = sum(g == label and p == label for g, p in zip(gold, predicted, strict=True))
-        fp = sum(g != label and p == label for g, p in zip(gold, predicted, strict=True))
-        fn = sum(g == label and p != label for g, p in zip(gold, predicted, strict=True))
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
-    return sum(scores) / len(scores) if scores else 0.0
 
 
 def score(

@@ -16,6 +16,8 @@ from typing import Any
 
 import jsonschema
 
+from gateway.scoring import macro_f1
+
 
 @dataclass(frozen=True)
 class Parsed:
@@ -69,18 +71,6 @@ def parse_answer(text: str | None, schema: dict[str, Any], labels: frozenset[str
     intent = value.get("intent") if isinstance(value, dict) else None
     label = intent if isinstance(intent, str) and intent in labels else None
     return Parsed(True, valid, label)
-
-
-def macro_f1(gold: list[str], predicted: list[str | None]) -> float:
-    scores = []
-    for label in sorted(set(gold)):
-        tp = sum(g == label and p == label for g, p in zip(gold, predicted, strict=True))
-        fp = sum(g != label and p == label for g, p in zip(gold, predicted, strict=True))
-        fn = sum(g == label and p != label for g, p in zip(gold, predicted, strict=True))
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
-    return statistics.fmean(scores) if scores else 0.0
 
 
 def percentile(values: list[float], q: float) -> float | None:
