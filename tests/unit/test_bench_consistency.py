@@ -137,3 +137,28 @@ def test_report_and_charts_are_written(tmp_path: Path) -> None:
     for png in ("arms.png", "latency_vs_prompt.png", "confusion.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     json.dumps(results)  # what run_all writes is plain JSON
+
+
+def test_a_saved_run_can_be_rescored(tmp_path: Path) -> None:
+    from gateway.bench.consistency.main import rescore
+
+    answers = [
+        {**_answer(0, "original", "card_arrival", None, valid=False), "error": None,
+         "raw": '{"intent": "card_arrival", "confidence": 1, "requires_human_agent": false}'},
+        {**_answer(0, "lower", "card_arrival", None, valid=False), "raw": None},
+    ]  # fmt: skip
+    results = {
+        "meta": {"command": "c", "items": 1, "per_class": 1, "seed": 0, "data": "x.csv",
+                 "variants": 2, "perturbations": ["lower"], "requests_per_arm": 2,
+                 "adapter": "b/v1", "k": 0, "gateway": "g", "labels": list(LABELS)},
+        "arms": {"adapter": score_arm(answers, 2.0)},
+        "answers": {"adapter": answers},
+    }  # fmt: skip
+    assert results["arms"]["adapter"]["accuracy"] == 0.0  # as first scored (stale parse)
+    saved = tmp_path / "results.json"
+    saved.write_text(json.dumps(results))
+    fresh = rescore(saved)["arms"]["adapter"]
+    assert fresh["accuracy"] == 1.0 and fresh["schema_valid_rate"] == 0.5
+    assert fresh["throughput_rps"] == 1.0
+    assert json.loads(saved.read_text())["arms"]["adapter"] == fresh
+    assert (tmp_path / "report.md").exists()

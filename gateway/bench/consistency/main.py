@@ -18,10 +18,13 @@ from gateway.bench.consistency.arms import ARM_NAMES, build_arms
 from gateway.bench.consistency.perturb import PERTURBATIONS
 from gateway.bench.consistency.report import render, table
 from gateway.bench.consistency.run import load_items, load_rows, run_all
+from gateway.bench.consistency.score import parse_answer, score_arm
 from gateway.config import REPO_ROOT
 from schemas import intent_model
 
-DEFAULT_PERTURBATIONS = ("lower", "extra_spaces", "no_punctuation", "typo", "polite", "filler")
+DEFAULT_PERTURBATIONS = (
+    "lower", "extra_spaces", "no_punctuation", "more_punctuation", "typo", "polite", "filler",
+)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +45,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="a running gateway; default: start one for the run")
     parser.add_argument("--key", help="tenant key for --url (or none in open mode)")
     parser.add_argument("--out", default="bench-results/consistency")
+    parser.add_argument(
+        "--rescore", metavar="RESULTS_JSON", help="re-score saved answers, rewrite the report"
+    )
+
+
+def rescore(path: Path) -> dict[str, Any]:
+    """Apply the current parser and scorer to a saved run, then rewrite its report."""
+    results = json.loads(path.read_text())
+    labels = tuple(results["meta"]["labels"])
+    schema = intent_model(labels).model_json_schema()
+    for arm, answers in results["answers"].items():
+        for answer in answers:
+            parsed = parse_answer(answer["raw"], schema, frozenset(labels))
+            answer.update(is_json=parsed.is_json, is_valid=parsed.is_valid, label=parsed.label)
+        results["arms"][arm] = score_arm(answers, results["arms"][arm]["wall_seconds"])
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    render(results, path.parent)
+    return results
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from gateway.bench.launch import launch
+
+    if args.rescore:
+        results = rescore(Path(args.rescore))
+        print(table(results))
+        return results
 
     store = REPO_ROOT / "adapters"
     manifest = json.loads((store / args.adapter / args.version / "manifest.json").read_text())
@@ -64,6 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "perturbations": list(perturbations), "variants": len(perturbations) + 1,
         "requests_per_arm": len(items) * (len(perturbations) + 1), "adapter":
         f"{args.adapter}/{args.version}", "k": args.k, "base_model": manifest["base_model"]["name"],
+        "labels": list(labels),
     }  # fmt: skip
     with ExitStack() as stack:
         url = args.url

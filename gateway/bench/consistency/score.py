@@ -111,6 +111,7 @@ def score_arm(answers: list[dict[str, Any]], wall_seconds: float) -> dict[str, A
         "latency_p50_s": percentile(latencies, 0.5),
         "latency_p95_s": percentile(latencies, 0.95),
         "throughput_rps": round(n / wall_seconds, 3) if wall_seconds > 0 else None,
+        "wall_seconds": round(wall_seconds, 2),
         "errors": dict(Counter(a["error"] for a in answers if a["error"])),
         "top_confusions": [
             {"gold": g, "predicted": p, "count": c} for (g, p), c in confusions.most_common(5)
