@@ -139,3 +139,40 @@ def test_keys_never_reach_the_logs(tenant_gateway, caplog: pytest.LogCaptureFixt
     text = caplog.text
     for secret in (ALPHA, ADMIN, "wrong-key-0123456789"):
         assert secret not in text
+
+
+def test_admin_upload_over_http(tenant_gateway) -> None:
+    import io
+    import tarfile
+
+    from tests.adapter_factory import make_peft_folder
+
+    client, _, tmp = tenant_gateway
+    source = make_peft_folder(tmp / "src" / "tenant-a" / "v9")
+
+    def archive(extra: tuple[str, bytes] | None = None) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for path in source.iterdir():
+                tar.add(path, arcname=path.name)
+            if extra:
+                info = tarfile.TarInfo(extra[0])
+                info.size = len(extra[1])
+                tar.addfile(info, io.BytesIO(extra[1]))
+        return buffer.getvalue()
+
+    url = "/admin/adapters/upload?name=tenant-a&version=v9"
+    bad = client.post(url, content=archive(("../../escape.txt", b"x")), headers=auth(ADMIN))
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "adapter_invalid"
+    assert not (tmp / "store" / "tenant-a" / "v9").exists()
+    assert not (tmp / "escape.txt").exists()
+    res = client.post(url, content=archive(), headers=auth(ADMIN))
+    assert res.status_code == 200, res.text
+    assert res.json()["registered"] == "tenant-a/v9"
+    versions = {
+        v["version"]
+        for a in client.get("/admin/adapters", headers=auth(ADMIN)).json()["adapters"]
+        for v in a["versions"]
+    }
+    assert "v9" in versions
+    assert client.post(url, content=archive(), headers=auth(ADMIN)).status_code == 400  # exists
