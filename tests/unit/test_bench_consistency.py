@@ -162,3 +162,30 @@ def test_a_saved_run_can_be_rescored(tmp_path: Path) -> None:
     assert fresh["throughput_rps"] == 1.0
     assert json.loads(saved.read_text())["arms"]["adapter"] == fresh
     assert (tmp_path / "report.md").exists()
+
+
+async def test_a_failed_request_is_recorded_not_fatal() -> None:
+    """HTTP test double (httpx.MockTransport), no engine: dropped connections and
+    non-JSON error bodies become per-request errors; the rest of the arm is scored."""
+    import httpx
+
+    from gateway.bench.consistency.run import Item, run_arm
+
+    good = {"intent": "card_arrival", "confidence": 0.9, "requires_human_agent": False}
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        text = json.loads(request.content)["text"]
+        if text == "drop":
+            raise httpx.ConnectError("reset")
+        if text == "html":
+            return httpx.Response(502, text="<html>bad gateway</html>")
+        return httpx.Response(200, json={**good, "usage": {"prompt_tokens": 9}})
+
+    arm = build_arms(LABELS, "b", "p", [("x", "card_arrival")], 0, 0, ("adapter_constrained",))[0]
+    items = [Item(0, "card_arrival", {"original": "ok", "a": "drop", "b": "html"})]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(respond), base_url="http://t") as c:
+        answers, _ = await run_arm(c, arm, items, SCHEMA, frozenset(LABELS), concurrency=2)
+    by_variant = {a["variant"]: a for a in answers}
+    assert by_variant["original"]["label"] == "card_arrival"
+    assert by_variant["a"]["error"] == "transport: ConnectError"
+    assert by_variant["b"]["error"] == "http_502" and not by_variant["b"]["is_valid"]

@@ -75,18 +75,24 @@ async def run_arm(
 
     async def one(item: Item, variant: str, text: str) -> dict[str, Any]:
         path, body = request(arm, text, schema)
+        raw, error, prompt_tokens = None, None, None
         async with gate:
             started = time.perf_counter()
-            res = await http.post(path, json=body)
+            try:  # one failed request is a recorded error, not a lost arm
+                res: httpx.Response | None = await http.post(path, json=body)
+            except httpx.HTTPError as exc:
+                res, error = None, f"transport: {type(exc).__name__}"
             latency = time.perf_counter() - started
+        try:
+            payload = res.json() if res is not None else {}
+        except ValueError:  # e.g. a proxy's HTML error page
+            payload = {}
         bar.update()
-        raw, error, prompt_tokens = None, None, None
-        payload = res.json()
-        if res.status_code == 200:
+        if res is not None and res.status_code == 200 and payload:
             raw = answer_text(path, payload)
             prompt_tokens = payload["usage"]["prompt_tokens"]
-        else:
-            error = payload.get("error", {}).get("code", f"http_{res.status_code}")
+        elif res is not None:
+            error = (payload.get("error") or {}).get("code") or f"http_{res.status_code}"
         parsed = parse_answer(raw, schema, labels)
         return {
             "item": item.index, "variant": variant, "text": text, "gold": item.gold,
