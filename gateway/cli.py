@@ -38,9 +38,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging()
     settings = _settings(args)
+    _apply_cpu_runtime(settings)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
     return 1 if app.state.startup_error else 0
+
+
+def cmd_bench_perf(args: argparse.Namespace) -> int:
+    from gateway.bench.perf.main import main as perf_main
+
+    return perf_main(args)
+
+
+def cmd_bench_runtime(args: argparse.Namespace) -> int:
+    from gateway.bench.perf.runtime import main as runtime_main
+
+    return runtime_main(args)
+
+
+def _apply_cpu_runtime(settings: Settings) -> None:
+    """Re-exec once with the CPU runtime's LD_PRELOAD: a preload only takes effect when a
+    process starts, and the front-end process (detokenising, validating) gains from the
+    allocator as much as the engine core it spawns."""
+    import logging
+    import os
+
+    from gateway.engine.cpu_runtime import is_cpu_build, runtime_env
+
+    if not is_cpu_build():
+        return
+    env = runtime_env(settings.cpu_preload, settings.cpu_threads_bind)
+    log = logging.getLogger("gateway.cli")
+    if missing := env.pop("GATEWAY_CPU_PRELOAD_MISSING", None):
+        log.warning("cpu_preload=%s: not installed here: %s", settings.cpu_preload, missing)
+    if "LD_PRELOAD" in env and not os.environ.get("GATEWAY_CPU_RUNTIME_APPLIED"):
+        log.info("re-executing with LD_PRELOAD=%s", env["LD_PRELOAD"])
+        env = {**os.environ, **env, "GATEWAY_CPU_RUNTIME_APPLIED": "1"}
+        os.execve(sys.executable, [sys.executable, "-m", "gateway.cli", *sys.argv[1:]], env)
+    os.environ.update({k: v for k, v in env.items() if k != "LD_PRELOAD"})
 
 
 def cmd_model_pull(args: argparse.Namespace) -> int:
@@ -159,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(consistency)
     consistency.set_defaults(func=cmd_bench_consistency)
+    perf = bench_sub.add_parser(
+        "perf", help="gateway vs bare AsyncLLM vs vllm serve, alternating rounds, ratios"
+    )
+    from gateway.bench.perf.main import add_arguments as add_perf_arguments
+
+    add_perf_arguments(perf)
+    perf.set_defaults(func=cmd_bench_perf)
+    runtime = bench_sub.add_parser(
+        "runtime", help="CPU runtime settings (LD_PRELOAD, thread binding) against each other"
+    )
+    from gateway.bench.perf.runtime import add_arguments as add_runtime_arguments
+
+    add_runtime_arguments(runtime)
+    runtime.set_defaults(func=cmd_bench_runtime)
 
     model = sub.add_parser("model", help="base-model provisioning")
     model_sub = model.add_subparsers(dest="model_command", required=True)

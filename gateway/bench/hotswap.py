@@ -52,9 +52,48 @@ def first_token_seconds(http: httpx.Client, url: str, model: str) -> float:
     raise RuntimeError("the stream ended without a token")
 
 
-def run(num_swaps: int) -> dict[str, Any]:
+def swap_loop(
+    admin: httpx.Client,
+    chat: httpx.Client,
+    url: str,
+    store: Path,
+    name: str,
+    source: Path,
+    num_swaps: int,
+) -> dict[str, Any]:
+    """Register, promote and call ``num_swaps`` new versions of ``name``; times each phase.
+
+    ``admin`` carries the admin key, ``chat`` a key allowed to call ``name``.
+    """
     phases: dict[str, list[float]] = {"register": [], "promote_load": [], "first_token": []}
     totals: list[float] = []
+    first_token_seconds(chat, url, name)  # warm-up
+    for i in tqdm(range(num_swaps), desc="hot-swaps", unit="swap", leave=False):
+        version = f"hs{i}"
+        target = store / name / version
+        shutil.copytree(source, target)  # the "upload", not timed
+        manifest = json.loads((target / "manifest.json").read_text())
+        manifest.update(name=name, version=version)
+        (target / "manifest.json").write_text(json.dumps(manifest))
+        t0 = time.perf_counter()
+        admin.post(url + "/admin/adapters", json={"path": f"{name}/{version}"}).raise_for_status()
+        t1 = time.perf_counter()
+        res = admin.post(url + f"/admin/adapters/{name}/promote", json={"version": version})
+        res.raise_for_status()
+        t2 = time.perf_counter()
+        ttft = first_token_seconds(chat, url, name)
+        phases["register"].append(t1 - t0)
+        phases["promote_load"].append(t2 - t1)
+        phases["first_token"].append(ttft)
+        totals.append(t2 - t0 + ttft)
+    return {
+        "swaps": num_swaps,
+        "register_load_first_token": percentiles(totals),
+        **{phase: percentiles(values) for phase, values in phases.items()},
+    }
+
+
+def run(num_swaps: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         shutil.copytree(SOURCE, store / "demo" / "v1")
@@ -63,27 +102,7 @@ def run(num_swaps: int) -> dict[str, Any]:
             launch(Path(tmp) / "gw.log", adapters={"demo": "v1"}, store=store, env=env) as gw,
             httpx.Client(timeout=120, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
         ):
-            first_token_seconds(http, gw.url, "demo")  # warm-up
-            for i in tqdm(range(num_swaps), desc="hot-swaps", unit="swap"):
-                version = f"hs{i}"
-                shutil.copytree(SOURCE, store / "demo" / version)  # the "upload", not timed
-                t0 = time.perf_counter()
-                res = http.post(gw.url + "/admin/adapters", json={"path": f"demo/{version}"})
-                res.raise_for_status()
-                t1 = time.perf_counter()
-                res = http.post(gw.url + "/admin/adapters/demo/promote", json={"version": version})
-                res.raise_for_status()
-                t2 = time.perf_counter()
-                ttft = first_token_seconds(http, gw.url, "demo")
-                phases["register"].append(t1 - t0)
-                phases["promote_load"].append(t2 - t1)
-                phases["first_token"].append(ttft)
-                totals.append(t2 - t0 + ttft)
-    return {
-        "swaps": num_swaps,
-        "register_load_first_token": percentiles(totals),
-        **{name: percentiles(values) for name, values in phases.items()},
-    }
+            return swap_loop(http, http, gw.url, store, "demo", SOURCE, num_swaps)
 
 
 def main() -> None:

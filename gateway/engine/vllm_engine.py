@@ -41,6 +41,33 @@ class EngineOptions:
     seed: int
 
 
+def engine_args(opts: EngineOptions) -> Any:
+    """vLLM's ``AsyncEngineArgs`` for ``opts``; the performance benchmark builds its bare
+    engine from the same function, so both sides run identical engines."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    structured: dict[str, Any] = {"backend": opts.structured_backend}
+    if opts.disable_any_whitespace and opts.structured_backend in _WHITESPACE_FREE_BACKENDS:
+        structured["disable_any_whitespace"] = True
+    return AsyncEngineArgs(
+        model=opts.model_path,
+        tokenizer=opts.model_path,
+        quantization=opts.quantization,
+        dtype=opts.dtype,
+        max_model_len=opts.max_model_len,
+        gpu_memory_utilization=opts.gpu_memory_utilization,
+        max_num_seqs=opts.max_num_seqs,
+        enable_lora=True,
+        max_loras=opts.max_loras,
+        max_cpu_loras=opts.max_cpu_loras,
+        max_lora_rank=opts.max_lora_rank,
+        structured_outputs_config=structured,
+        enforce_eager=opts.enforce_eager,
+        seed=opts.seed,
+        disable_log_stats=True,
+    )
+
+
 class VllmEngine:
     """An in-process ``AsyncLLM`` plus the model's tokenizer (for chat templates)."""
 
@@ -60,31 +87,11 @@ class VllmEngine:
     async def start(self) -> None:
         """Build the engine and prove it can generate before reporting ready."""
         from transformers import AutoTokenizer
-        from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
         opts = self.options
         started = time.perf_counter()
-        structured: dict[str, Any] = {"backend": opts.structured_backend}
-        if opts.disable_any_whitespace and opts.structured_backend in _WHITESPACE_FREE_BACKENDS:
-            structured["disable_any_whitespace"] = True
-        args = AsyncEngineArgs(
-            model=opts.model_path,
-            tokenizer=opts.model_path,
-            quantization=opts.quantization,
-            dtype=opts.dtype,
-            max_model_len=opts.max_model_len,
-            gpu_memory_utilization=opts.gpu_memory_utilization,
-            max_num_seqs=opts.max_num_seqs,
-            enable_lora=True,
-            max_loras=opts.max_loras,
-            max_cpu_loras=opts.max_cpu_loras,
-            max_lora_rank=opts.max_lora_rank,
-            structured_outputs_config=structured,
-            enforce_eager=opts.enforce_eager,
-            seed=opts.seed,
-            disable_log_stats=True,
-        )
+        args = engine_args(opts)
         self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, opts.model_path)
         # Building the engine takes tens of seconds; off the event loop, /health answers.
         loggers = [_stats_bridge(self)] if self.on_stats is not None else None

@@ -1,0 +1,189 @@
+"""Ratios, target checks, the Markdown table and a chart from one run's pooled cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+Pooled = dict[str, dict[str, dict[str, Any]]]  # side -> cell key -> pooled summary
+
+
+def _get(pooled: Pooled, side: str, key: str, field: str) -> float | None:
+    return (pooled.get(side, {}).get(key) or {}).get(field)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 3)
+
+
+def comparisons(pooled: Pooled) -> dict[str, dict[str, Any]]:
+    """Per cell: gateway/bare and gateway/vllm for throughput, and latency deltas."""
+    keys = list(pooled.get("gateway") or next(iter(pooled.values()), {}))
+    out: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        row: dict[str, Any] = {}
+        for other in ("bare", "vllm"):
+            row[f"rps_vs_{other}"] = ratio(
+                _get(pooled, "gateway", key, "requests_per_s"),
+                _get(pooled, other, key, "requests_per_s"),
+            )
+            row[f"tps_vs_{other}"] = ratio(
+                _get(pooled, "gateway", key, "output_tokens_per_s"),
+                _get(pooled, other, key, "output_tokens_per_s"),
+            )
+            row[f"p95_vs_{other}"] = ratio(
+                _get(pooled, "gateway", key, "latency_p95_ms"),
+                _get(pooled, other, key, "latency_p95_ms"),
+            )
+            p50, base = (
+                _get(pooled, "gateway", key, "latency_p50_ms"),
+                _get(pooled, other, key, "latency_p50_ms"),
+            )
+            row[f"p50_added_ms_vs_{other}"] = (
+                None if p50 is None or base is None else round(p50 - base, 2)
+            )
+        out[key] = row
+    return out
+
+
+def _target(name: str, measured: float | None, goal: str, met: bool | None) -> dict[str, Any]:
+    return {"target": name, "goal": goal, "measured": measured, "met": met}
+
+
+def targets(pooled: Pooled, extras: dict[str, Any], top: int, high: int) -> list[dict[str, Any]]:
+    """The issue's targets at the largest adapter mix ``top`` and concurrency ``high``."""
+    big = f"schema-a{top}-c{high}"
+    cmp = comparisons(pooled)
+    rows = []
+
+    def at_least(name: str, value: float | None, goal: float) -> None:
+        rows.append(_target(name, value, f">= {goal}", None if value is None else value >= goal))
+
+    def at_most(name: str, value: float | None, goal: float, unit: str = "") -> None:
+        met = None if value is None else value <= goal
+        rows.append(_target(name, value, f"<= {goal}{unit}", met))
+
+    at_least(f"gateway/bare requests/s, {big}", cmp.get(big, {}).get("rps_vs_bare"), 0.95)
+    at_most(
+        "added p50 latency vs bare, free-a1-c1-t1 (1 output token: serving overhead), ms",
+        cmp.get("free-a1-c1-t1", {}).get("p50_added_ms_vs_bare"),
+        5,
+    )
+    at_most(
+        "added p50 latency vs bare, schema-a1-c1, ms",
+        cmp.get("schema-a1-c1", {}).get("p50_added_ms_vs_bare"),
+        5,
+    )
+    at_least(f"gateway/vllm-serve requests/s, {big}", cmp.get(big, {}).get("rps_vs_vllm"), 1.0)
+    at_most(f"gateway/vllm-serve p95 latency, {big}", cmp.get(big, {}).get("p95_vs_vllm"), 1.0)
+    one = f"schema-a1-c{high}"
+    at_least(
+        f"gateway {top} adapters / 1 adapter requests/s (c{high}, schema)",
+        ratio(
+            _get(pooled, "gateway", big, "requests_per_s"),
+            _get(pooled, "gateway", one, "requests_per_s"),
+        ),
+        0.85,
+    )
+    cache = extras.get("schema_cache") or {}
+    hit = cache.get("hit") or {}
+    compiles = hit.get("compilations_delta")
+    rows.append(
+        _target(
+            "schema compilations on repeated schema (gateway counter)",
+            compiles,
+            "== 0",
+            None if compiles is None else compiles == 0,
+        )
+    )
+    at_most(
+        "gateway time per output token, schema / free (a1, c1)",
+        ratio(
+            _get(pooled, "gateway", "schema-a1-c1", "tpot_p50_ms"),
+            _get(pooled, "gateway", "free-a1-c1", "tpot_p50_ms"),
+        ),
+        1.05,
+    )
+    gateway_mb = _get(pooled, "gateway", big, "rss_mb")
+    bare_mb = _get(pooled, "bare", big, "rss_mb")
+    at_most(
+        f"gateway resident memory over bare engine at {big}, MB",
+        None if gateway_mb is None or bare_mb is None else round(gateway_mb - bare_mb, 1),
+        300,
+        " MB",
+    )
+    return rows
+
+
+SIDE_COLUMNS = (
+    ("requests_per_s", "req/s", "{:.2f}"),
+    ("output_tokens_per_s", "tok/s", "{:.1f}"),
+    ("latency_p50_ms", "p50 ms", "{:.0f}"),
+    ("latency_p95_ms", "p95 ms", "{:.0f}"),
+    ("ttft_p50_ms", "TTFT p50", "{:.0f}"),
+    ("errors", "err", "{:d}"),
+)
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    pooled: Pooled = result["pooled"]
+    sides = [s for s in ("bare", "vllm", "gateway") if s in pooled]
+    cmp = result["comparisons"]
+    lines = [
+        "| cell | " + " | ".join(f"{s} req/s" for s in sides) + " | "
+        + " | ".join(f"{s} p50 / p95 ms" for s in sides)
+        + " | gw TTFT p50 ms | gw/bare req/s | gw/vllm req/s | gw/vllm p95 | errors |",
+        "|---|" + "---|" * (2 * len(sides) + 5),
+    ]  # fmt: skip
+    for key, row in cmp.items():
+        rps = [_fmt(_get(pooled, s, key, "requests_per_s"), "{:.2f}") for s in sides]
+        lat = [
+            f"{_fmt(_get(pooled, s, key, 'latency_p50_ms'), '{:.0f}')} / "
+            f"{_fmt(_get(pooled, s, key, 'latency_p95_ms'), '{:.0f}')}"
+            for s in sides
+        ]
+        errors = "/".join(str(_get(pooled, s, key, "errors") or 0) for s in sides)
+        lines.append(
+            f"| {key} | " + " | ".join(rps) + " | " + " | ".join(lat)
+            + f" | {_fmt(_get(pooled, 'gateway', key, 'ttft_p50_ms'), '{:.0f}')}"
+            + f" | {_fmt(row.get('rps_vs_bare'), '{:.3f}')}"
+            + f" | {_fmt(row.get('rps_vs_vllm'), '{:.3f}')}"
+            + f" | {_fmt(row.get('p95_vs_vllm'), '{:.3f}')} | {errors} |"
+        )  # fmt: skip
+    lines += ["", "| target | goal | measured | met |", "|---|---|---|---|"]
+    for t in result["targets"]:
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        lines.append(f"| {t['target']} | {t['goal']} | {_fmt(t['measured'], '{}')} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pooled: Pooled = result["pooled"]
+    sides = [s for s in ("bare", "vllm", "gateway") if s in pooled]
+    keys = [k for k in result["comparisons"] if "-t" not in k]
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.7 * len(keys)), 8), sharex=True)
+    width = 0.8 / max(1, len(sides))
+    for n, side in enumerate(sides):
+        xs = [i + n * width for i in range(len(keys))]
+        axes[0].bar(xs, [_get(pooled, side, k, "requests_per_s") or 0 for k in keys], width,
+                    label=side)  # fmt: skip
+        axes[1].bar(xs, [_get(pooled, side, k, "latency_p95_ms") or 0 for k in keys], width,
+                    label=side)  # fmt: skip
+    axes[0].set_ylabel("requests/s")
+    axes[1].set_ylabel("p95 latency, ms")
+    axes[1].set_xticks([i + width * (len(sides) - 1) / 2 for i in range(len(keys))])
+    axes[1].set_xticklabels(keys, rotation=60, ha="right", fontsize=8)
+    axes[0].legend()
+    axes[0].set_title("gateway vs bare AsyncLLM vs vllm serve (same engine arguments)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
