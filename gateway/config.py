@@ -82,8 +82,10 @@ class Settings(BaseSettings):
     cpu_preload: Literal["auto", "none", "tcmalloc", "iomp", "tcmalloc+iomp"] = Field(
         default="auto", description="libraries to LD_PRELOAD; auto = the benchmark's best"
     )
-    cpu_threads_bind: str | None = Field(
-        default=None, description="VLLM_CPU_OMP_THREADS_BIND; empty = vLLM's own (auto)"
+    cpu_threads_bind: str = Field(
+        default="auto",
+        description="VLLM_CPU_OMP_THREADS_BIND: auto (all cores on <= 4 CPUs, else vLLM's), "
+        "vllm (vLLM's own), all, nobind, or a CPU list like 0-7",
     )
 
     # LoRA adapters: the store, the registry state, and what to register at start-up

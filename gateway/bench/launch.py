@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 
 class LaunchError(RuntimeError):
@@ -47,7 +48,9 @@ def launch(
     store: Path | None = None,
     env: dict[str, str] | None = None,
     timeout_s: float = 900,
+    wrapper: list[str] | None = None,
 ) -> Iterator[RunningGateway]:
+    """``wrapper`` prefixes the command (e.g. ``py-spy record ... --``), for profiling."""
     port = free_port()
     child_env = {**os.environ, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1"}
     if adapters is not None:  # name -> version, registered at start
@@ -60,7 +63,10 @@ def launch(
     health_while_loading = False
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve"], env=child_env, stdout=out, stderr=out
+            [*(wrapper or []), sys.executable, "-m", "gateway.cli", "serve"],
+            env=child_env,
+            stdout=out,
+            stderr=out,
         )
     try:
         while True:
@@ -80,7 +86,11 @@ def launch(
             url, log, proc.pid, time.perf_counter() - started, health_while_loading
         )
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if wrapper:  # stop the gateway itself; the wrapper (a profiler) then writes and exits
+            for child in psutil.Process(proc.pid).children():
+                child.send_signal(signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:

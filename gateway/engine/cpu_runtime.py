@@ -15,6 +15,10 @@ from pathlib import Path
 
 PRELOAD_CHOICES = ("auto", "none", "tcmalloc", "iomp", "tcmalloc+iomp")
 AUTO_PRELOAD = "tcmalloc+iomp"
+# vLLM's own binding ("auto") keeps one core for the front-end process. On a machine this
+# small that halves the compute threads: binding all cores measured 1.4x (1 token) to
+# 2.1x (16 concurrent, 8 adapters) faster on 2 cores. Larger machines keep vLLM's choice.
+SMALL_MACHINE_CPUS = 4
 
 _SEARCH = {
     "tcmalloc": (
@@ -62,6 +66,38 @@ def runtime_env(preload: str = "auto", threads_bind: str | None = None) -> dict[
         env["LD_PRELOAD"] = ":".join(found + current)
     if missing:
         env["GATEWAY_CPU_PRELOAD_MISSING"] = ",".join(missing)
-    if threads_bind:
-        env["VLLM_CPU_OMP_THREADS_BIND"] = threads_bind
+    bind = resolve_threads_bind(threads_bind)
+    if bind is not None:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = bind
     return env
+
+
+def resolve_threads_bind(setting: str | None, cpus: list[int] | None = None) -> str | None:
+    """``None``/``"auto"``: all cores on a small machine, else vLLM's default; ``"vllm"``:
+    vLLM's default (unset); ``"all"``: every core this process may run on; anything else
+    (``nobind``, a CPU list) goes to vLLM as is."""
+    if cpus is None:
+        cpus = sorted(os.sched_getaffinity(0))
+    if setting in (None, "", "auto"):
+        return cpu_list(cpus) if len(cpus) <= SMALL_MACHINE_CPUS else None
+    if setting == "vllm":
+        return None
+    if setting == "all":
+        return cpu_list(cpus)
+    return setting
+
+
+def cpu_list(cpus: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5" (the format of VLLM_CPU_OMP_THREADS_BIND)."""
+    ranges: list[str] = []
+    start = prev = None
+    for cpu in sorted(cpus):
+        if prev is not None and cpu == prev + 1:
+            prev = cpu
+            continue
+        if start is not None:
+            ranges.append(f"{start}-{prev}" if prev != start else str(start))
+        start = prev = cpu
+    if start is not None:
+        ranges.append(f"{start}-{prev}" if prev != start else str(start))
+    return ",".join(ranges)

@@ -207,17 +207,27 @@ def test_cpu_runtime_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     iomp = tmp_path / "libiomp5.so"
     monkeypatch.setattr(cpu_runtime, "_SEARCH", {"tcmalloc": (str(tcmalloc),), "iomp": ("/no",)})
     monkeypatch.setenv("LD_PRELOAD", "/x/libfoo.so")
-    assert cpu_runtime.runtime_env("none") == {}
+    assert cpu_runtime.runtime_env("none", "vllm") == {}
     env = cpu_runtime.runtime_env("tcmalloc+iomp", threads_bind="0-1")
     assert env["LD_PRELOAD"] == f"{tcmalloc}:/x/libfoo.so"  # kept what was there
     assert env["GATEWAY_CPU_PRELOAD_MISSING"] == "iomp"
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
     monkeypatch.setenv("LD_PRELOAD", str(tcmalloc))
-    assert "LD_PRELOAD" not in cpu_runtime.runtime_env("tcmalloc")  # already preloaded
+    assert "LD_PRELOAD" not in cpu_runtime.runtime_env("tcmalloc", "vllm")  # already preloaded
     iomp.write_bytes(b"")
     monkeypatch.setattr(
         cpu_runtime, "_SEARCH", {"tcmalloc": (str(tcmalloc),), "iomp": (str(iomp),)}
     )
-    assert cpu_runtime.runtime_env("iomp")["LD_PRELOAD"] == f"{iomp}:{tcmalloc}"
+    assert cpu_runtime.runtime_env("iomp", "vllm")["LD_PRELOAD"] == f"{iomp}:{tcmalloc}"
     with pytest.raises(ValueError):
         cpu_runtime.runtime_env("jemalloc")
+
+
+def test_thread_binding_uses_every_core_only_on_small_machines() -> None:
+    assert cpu_runtime.cpu_list([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert cpu_runtime.cpu_list([3]) == "3"
+    assert cpu_runtime.resolve_threads_bind("auto", [0, 1]) == "0-1"
+    assert cpu_runtime.resolve_threads_bind("auto", list(range(16))) is None  # vLLM's own
+    assert cpu_runtime.resolve_threads_bind("all", list(range(16))) == "0-15"
+    assert cpu_runtime.resolve_threads_bind("vllm", [0, 1]) is None
+    assert cpu_runtime.resolve_threads_bind("nobind", [0, 1]) == "nobind"

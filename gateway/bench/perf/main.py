@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from gateway.bench.perf import report
+from gateway.bench.perf import profile, report
 from gateway.bench.perf.sides import (
     SIDES,
     TENANT_KEY,
@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--swaps", type=int, default=10, help="hot-swaps (gateway, round 1)")
     parser.add_argument("--schema-repeats", type=int, default=8)
+    parser.add_argument(
+        "--profile", action="store_true", help="run the gateway under py-spy (skews its timings)"
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,12 +109,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         info = {"ready_s": round(time.perf_counter() - side_started, 1)}
                         run_http(url, pid, bench, cells, "vllm", progress)
                 else:
-                    with gateway_serve(bench, work / f"gateway-r{round_no}.log") as (url, pid):
+                    spy = out / f"gateway-r{round_no}.pyspy.txt"
+                    wrap = profile.wrapper(spy) if args.profile else None
+                    log = work / f"gateway-r{round_no}.log"
+                    with gateway_serve(bench, log, wrap) as (url, pid):
                         info = {"ready_s": round(time.perf_counter() - side_started, 1)}
                         headers = {"Authorization": f"Bearer {TENANT_KEY}"}
                         run_http(url, pid, bench, cells, "gateway", progress, headers)
                         if round_no == 1:
                             _gateway_extras(url, bench, args, result["extras"])
+                    if args.profile:
+                        result.setdefault("profile", {})[f"r{round_no}"] = profile.summarise(spy)
                 info["wall_s"] = round(time.perf_counter() - side_started, 1)
                 result["starts"].append({"round": round_no, "side": side, **info})
                 save()
@@ -159,7 +167,8 @@ def _cpus() -> int:
 
 def main(args: argparse.Namespace) -> int:
     result = run(args)
-    summary = {k: result[k] for k in ("command", "targets", "extras", "starts", "elapsed_s")}
+    keys = ("command", "targets", "extras", "starts", "elapsed_s", "profile")
+    summary = {k: result[k] for k in keys if k in result}
     summary["comparisons"] = result["comparisons"]
     print(json.dumps(summary, indent=2))
     return 0

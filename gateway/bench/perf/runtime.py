@@ -23,12 +23,12 @@ from gateway.bench.perf.stats import merge
 from gateway.bench.perf.workload import Cell, build_workload
 from gateway.config import REPO_ROOT, Settings
 
-SETTINGS = (
-    ("none", "auto"),
-    ("tcmalloc", "auto"),
-    ("iomp", "auto"),
-    ("tcmalloc+iomp", "auto"),
-    ("tcmalloc+iomp", "0-1"),
+SETTINGS = (  # (cpu_preload, cpu_threads_bind); "vllm" = vLLM's own binding
+    ("none", "vllm"),
+    ("tcmalloc", "vllm"),
+    ("iomp", "vllm"),
+    ("tcmalloc+iomp", "vllm"),
+    ("tcmalloc+iomp", "all"),
     ("tcmalloc+iomp", "nobind"),
 )
 
@@ -60,9 +60,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for round_no in range(1, args.rounds + 1):
             for preload, bind in SETTINGS:
                 name = f"preload={preload} bind={bind}"
-                env = {"GATEWAY_CPU_PRELOAD": preload}
-                if bind != "auto":
-                    env["GATEWAY_CPU_THREADS_BIND"] = bind
+                env = {"GATEWAY_CPU_PRELOAD": preload, "GATEWAY_CPU_THREADS_BIND": bind}
                 bench = Bench(work, workload, work / "store", options, env)
 
                 def progress(key: str, summary: dict[str, Any], name: str = name) -> None:
@@ -83,7 +81,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name, by_cell in raw.items():
         pooled = {key: merge(runs) for key, runs in by_cell.items()}
         table[name] = {key: {k: p[k] for k in fields} for key, p in pooled.items()}
-    base = table.get("preload=none bind=auto", {})
+    base = table.get("preload=none bind=vllm", {})
     for row in table.values():
         for key, cell in row.items():
             ref = (base.get(key) or {}).get("requests_per_s")

@@ -170,7 +170,9 @@ def vllm_serve(bench: Bench, log: Path, timeout_s: float = 900) -> Iterator[tupl
 
 
 @contextmanager
-def gateway_serve(bench: Bench, log: Path) -> Iterator[tuple[str, int]]:
+def gateway_serve(
+    bench: Bench, log: Path, wrapper: list[str] | None = None
+) -> Iterator[tuple[str, int]]:
     tenants = bench.work / "tenants.yaml"
     tenants.write_text(yaml.safe_dump({"tenants": [
         {"name": "bench", "key_hashes": [hash_key(TENANT_KEY)], "allowed_adapters": ["*"]},
@@ -183,7 +185,9 @@ def gateway_serve(bench: Bench, log: Path) -> Iterator[tuple[str, int]]:
         "GATEWAY_REGISTRY_FILE": str(bench.work / "registry.json"),
     }
     adapters = {name: "v1" for name in bench.workload.adapter_names}
-    with launch(log, adapters=adapters, store=bench.store, env=env) as gw:
+    if wrapper:  # a profiler follows one process: preload up front instead of re-exec
+        env["GATEWAY_CPU_RUNTIME_APPLIED"] = "1"
+    with launch(log, adapters=adapters, store=bench.store, env=env, wrapper=wrapper) as gw:
         yield gw.url, gw.pid
 
 
