@@ -45,9 +45,12 @@ class ResolvedSchema:
         return None
 
 
+def _canonical_bytes(schema: Any) -> bytes:
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def canonical_digest(schema: Any) -> str:
-    text = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_canonical_bytes(schema)).hexdigest()
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -146,13 +149,15 @@ class SchemaRegistry:
             raise errors.SchemaInvalid(
                 f"the schema nests deeper than {self.max_depth} levels", param=param
             )
-        size = len(json.dumps(schema, separators=(",", ":")).encode())
+        # One serialisation serves both the size limit and the cache key (hot path).
+        canonical = _canonical_bytes(schema)
+        size = len(canonical)
         if size > self.max_bytes:
             raise errors.SchemaTooLarge(
                 f"the schema is {size} bytes; the limit is {self.max_bytes}",
                 param=param,
             )
-        digest = canonical_digest(schema)
+        digest = hashlib.sha256(canonical).hexdigest()
         key = f"{name}:{digest}"
         hit = self._cache.get(key)
         if hit is not None:

@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rates", type=float, nargs="*", default=[2.0], help="open-loop req/s, largest adapter mix"
     )
-    parser.add_argument("--waves", type=int, default=3, help="closed loop: requests = waves x c")
-    parser.add_argument("--min-requests", type=int, default=8)
+    parser.add_argument("--waves", type=int, default=2, help="closed loop: requests = waves x c")
+    parser.add_argument("--min-requests", type=int, default=6)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--swaps", type=int, default=10, help="hot-swaps (gateway, round 1)")
     parser.add_argument("--schema-repeats", type=int, default=8)
@@ -119,7 +119,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         if round_no == 1:
                             _gateway_extras(url, bench, args, result["extras"])
                     if args.profile:
-                        result.setdefault("profile", {})[f"r{round_no}"] = profile.summarise(spy)
+                        requests = sum(c.requests for c in cells) + len(workload.adapter_names)
+                        result.setdefault("profile", {})[f"r{round_no}"] = profile.summarise(
+                            spy, profile.RATE, requests
+                        )
                 info["wall_s"] = round(time.perf_counter() - side_started, 1)
                 result["starts"].append({"round": round_no, "side": side, **info})
                 save()
