@@ -47,26 +47,32 @@ async def sse_response(
             }
         )
 
+    def events(current: GenerationChunk) -> list[str]:
+        out = [chunk({"content": current.text}, None)] if current.text else []
+        if current.finish_reason is not None:
+            out.append(chunk({}, current.finish_reason))
+            if include_usage:
+                usage = {
+                    "prompt_tokens": current.num_prompt_tokens,
+                    "completion_tokens": current.num_output_tokens,
+                    "total_tokens": current.num_prompt_tokens + current.num_output_tokens,
+                }
+                out.append(_event({"id": completion_id, "object": "chat.completion.chunk",
+                                   "created": created, "model": model, "choices": [],
+                                   "usage": usage}))  # fmt: skip
+            out.append("data: [DONE]\n\n")
+        return out
+
     async def body() -> AsyncIterator[str]:
+        # One write per engine step: the role, a delta, the finish, usage and [DONE] of
+        # the same step go out together (a 1-token answer is one write, not five). The
+        # service's generator is read to its end, so it closes its admission normally.
+        head = [chunk({"role": "assistant", "content": ""}, None)]
         current: GenerationChunk | None = first
-        yield chunk({"role": "assistant", "content": ""}, None)
         try:
             while current is not None:
-                if current.text:
-                    yield chunk({"content": current.text}, None)
-                if current.finish_reason is not None:
-                    yield chunk({}, current.finish_reason)
-                    if include_usage:
-                        usage = {
-                            "prompt_tokens": current.num_prompt_tokens,
-                            "completion_tokens": current.num_output_tokens,
-                            "total_tokens": current.num_prompt_tokens + current.num_output_tokens,
-                        }
-                        yield _event({"id": completion_id, "object": "chat.completion.chunk",
-                                      "created": created, "model": model, "choices": [],
-                                      "usage": usage})  # fmt: skip
-                    yield "data: [DONE]\n\n"
-                    return
+                yield "".join([*head, *events(current)])
+                head = []
                 current = await anext(chunks, None)
         except errors.GatewayError as exc:
             yield _event(exc.to_body())

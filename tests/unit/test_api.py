@@ -229,3 +229,34 @@ def test_developer_role_and_text_parts(client: TestClient, engine: FakeEngine) -
 def test_schema_header_names_the_schema(client: TestClient, engine: FakeEngine) -> None:
     script(engine, '{"label":"a"}')
     assert chat(client, response_format=schema_format()).headers["x-gateway-schema"] == "t"
+
+
+def test_streamed_success_is_recorded_as_success_not_cancelled(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    """The SSE body reads the service's generator to its end, so the admission closes
+    normally (outcome success) instead of being finalised later as a cancellation."""
+    script(engine, '{"label":"a"}', "ok")
+    for fmt in (schema_format(), None):
+        extra = {"response_format": fmt} if fmt else {}
+        assert chat(client, stream=True, **extra).status_code == 200
+    lines = client.get("/metrics").text.splitlines()
+    totals = [line for line in lines if line.startswith("gateway_requests_total{")]
+    success = [line for line in totals if 'outcome="success"' in line]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in success) == 2
+    assert not any('code="cancelled"' in line for line in totals)
+    running = [line for line in lines if line.startswith("gateway_requests_running{")]
+    assert running and all(line.endswith(" 0.0") for line in running)
+
+
+def test_a_one_step_answer_streams_as_one_write(client: TestClient, engine: FakeEngine) -> None:
+    script(engine, "ok")  # under 3 characters: the test double sends it in one chunk
+    with client.stream("POST", "/v1/chat/completions", json={
+        "model": "base", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+        "stream_options": {"include_usage": True},
+    }) as res:  # fmt: skip
+        writes = list(res.iter_raw())
+    assert len(writes) == 1
+    events = [e for e in writes[0].decode().split("\n\n") if e]
+    assert events[0].startswith('data: {"id"') and events[-1] == "data: [DONE]"
+    assert len(events) == 5  # role, content, finish, usage, [DONE]
