@@ -155,10 +155,13 @@ def _gateway_extras(url: str, bench: Bench, args: argparse.Namespace, extras: di
 def _argv(args: argparse.Namespace) -> list[str]:
     parts = []
     for key, value in vars(args).items():
-        if key in ("func", "bench", "out"):
+        if key in ("func", "command", "bench_command", "out") or value is False:
             continue
         flag = "--" + key.replace("_", "-")
-        parts += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
+        if value is True:
+            parts.append(flag)
+        else:
+            parts += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
     return parts
 
 

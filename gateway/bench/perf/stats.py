@@ -65,9 +65,10 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
         samples=samples,
     )
     pooled["rounds"] = len(runs)
-    peaks = [r["rss_mb"] for r in runs if r.get("rss_mb")]
-    if peaks:
-        pooled["rss_mb"] = max(peaks)
+    for key in ("rss_mb", "rss_front_mb"):  # peak resident memory: whole tree, front end
+        peaks = [r[key] for r in runs if r.get(key)]
+        if peaks:
+            pooled[key] = max(peaks)
     return pooled
 
 
