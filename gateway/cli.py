@@ -40,7 +40,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _apply_cpu_runtime(settings)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+        # SIGTERM: stop accepting, let in-flight requests finish up to the grace period.
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
+    )
+    # Non-zero after a failed start or a dead engine, so an orchestrator restarts us.
     return 1 if app.state.startup_error else 0
 
 

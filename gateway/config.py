@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     max_model_len: int = Field(default=2048, ge=64)
     gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)
     max_num_seqs: int = Field(default=32, ge=1)
+    max_waiting_requests: int = Field(
+        default=64, ge=0, description="queued beyond max_num_seqs; more get 503 overloaded"
+    )
+    shutdown_grace_s: float = Field(
+        default=30, ge=0, description="on SIGTERM, how long in-flight requests may finish"
+    )
+    engine_failure_exit_s: float = Field(
+        default=5, ge=0, description="after the engine dies: answer 503 this long, then exit"
+    )
     enforce_eager: bool = False
     seed: int = 0
 

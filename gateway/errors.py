@@ -146,6 +146,25 @@ class RateLimited(GatewayError):
         self.reason = reason  # concurrency, requests or tokens: a metrics label
 
 
+class Overloaded(GatewayError):
+    """The gateway-wide queue is full: shed load now rather than queue without bound."""
+
+    status_code = 503
+    code = "overloaded"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ClientDisconnected(GatewayError):
+    """The client left before the answer; nobody reads this, it ends the handler."""
+
+    status_code = 499
+    code = "client_disconnected"
+
+
 class Conflict(GatewayError):
     """The operation clashes with the current state (e.g. deleting a served version)."""
 

@@ -136,6 +136,33 @@ async def start_services(
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+ENGINE_POLL_S = 1.0
+
+
+async def watch_engine(app: FastAPI, settings: Settings, exit_on_failure: bool) -> None:
+    """Once the engine has been ready, notice when it dies (its process killed, OOM).
+
+    From then on /ready says 503 with the reason and requests get 503
+    ``engine_unavailable`` (the engine client refuses them); after
+    ``engine_failure_exit_s`` the process stops so an orchestrator restarts it. A dead
+    vLLM engine cannot be restarted in place, and a half-alive gateway is worse than none.
+    """
+    while True:
+        await asyncio.sleep(ENGINE_POLL_S)
+        services = getattr(app.state, "services", None)
+        if services is None or services.engine.is_ready:
+            continue
+        app.state.startup_error = "the inference engine has stopped"
+        app.state.engine_died = True
+        log.error(
+            "the inference engine has stopped; exiting in %.0f s", settings.engine_failure_exit_s
+        )
+        if exit_on_failure:
+            await asyncio.sleep(settings.engine_failure_exit_s)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+
 def ready_banner(settings: Settings) -> str:
     url = f"http://{settings.host}:{settings.port}"
     adapter = next(iter(settings.adapters), None)
@@ -160,11 +187,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.startup_error = None
+        app.state.engine_died = False
         starting = asyncio.create_task(
             start_services(app, settings, engine_factory, exit_on_failure)
         )
+        watchdog = asyncio.create_task(watch_engine(app, settings, exit_on_failure))
         yield
         starting.cancel()
+        watchdog.cancel()
         engine = getattr(app.state, "engine", None)
         if engine is not None and hasattr(engine, "shutdown"):
             engine.shutdown()

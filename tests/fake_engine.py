@@ -6,6 +6,7 @@ against the real vLLM engine in ``tests/integration``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ class FakeEngine:
     loras: list[LoraRef] = field(default_factory=list)
     fail_with: Exception | None = None  # raised on admission, as vLLM does
     on_stats: Callable[[EngineStats], None] | None = None
+    delay_s: float = 0.0  # per chunk, to hold requests in flight
 
     @property
     def is_ready(self) -> bool:
@@ -55,6 +57,8 @@ class FakeEngine:
         out = self.outputs.pop(0) if len(self.outputs) > 1 else self.outputs[0]
         pieces = [out.text[i : i + 3] for i in range(0, len(out.text), 3)] or [""]
         for i, piece in enumerate(pieces):
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
             last = i == len(pieces) - 1
             yield GenerationChunk(
                 text=piece,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from gateway.api.deps import ServicesDep, TenantDep
+from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.protocol import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -48,7 +49,7 @@ def to_task(body: ChatCompletionRequest) -> ChatTask:
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)
 async def chat_completions(
-    body: ChatCompletionRequest, services: ServicesDep, tenant: TenantDep
+    body: ChatCompletionRequest, request: Request, services: ServicesDep, tenant: TenantDep
 ) -> Response:
     prepared = services.chat.prepare(to_task(body), tenant)
     headers = adapter_headers(prepared.adapter_name, prepared.adapter_version, services)
@@ -62,7 +63,7 @@ async def chat_completions(
             include_usage=body.include_usage(),
             headers=headers,
         )
-    result = await services.chat.complete(prepared)
+    result = await cancel_on_disconnect(request, services.chat.complete(prepared))
     headers["X-Gateway-Attempts"] = str(result.attempts)
     completion = ChatCompletion(
         id=prepared.params.request_id,

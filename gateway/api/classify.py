@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gateway.api.chat import adapter_headers
 from gateway.api.deps import ServicesDep, TenantDep
+from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.protocol import ClassifyRequest, ClassifyResponse, ErrorResponse, Usage
 
 router = APIRouter(tags=["classify"])
@@ -14,8 +15,11 @@ ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 4
 
 
 @router.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS)
-async def classify(body: ClassifyRequest, services: ServicesDep, tenant: TenantDep) -> JSONResponse:
-    found = await services.classify.classify(body.text, body.adapter, tenant)
+async def classify(
+    body: ClassifyRequest, request: Request, services: ServicesDep, tenant: TenantDep
+) -> JSONResponse:
+    work = services.classify.classify(body.text, body.adapter, tenant)
+    found = await cancel_on_disconnect(request, work)
     adapter = found.adapter or services.settings.served_model_name
     response = ClassifyResponse(
         **found.as_dict(),

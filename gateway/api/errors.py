@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def error_response(exc: errors.GatewayError) -> JSONResponse:
     headers = None
-    if isinstance(exc, errors.RateLimited):
+    if isinstance(exc, errors.RateLimited | errors.Overloaded):
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     elif exc.status_code == 503:
         headers = {"Retry-After": "5"}

@@ -35,10 +35,21 @@ class Admission:
 
 
 class AdmissionControl:
-    def __init__(self, limiter: Limiter, adapters: AdapterRegistry, metrics: GatewayMetrics):
+    def __init__(
+        self,
+        limiter: Limiter,
+        adapters: AdapterRegistry,
+        metrics: GatewayMetrics,
+        capacity: int | None = None,
+    ):
         self.limiter = limiter
         self.adapters = adapters
         self.metrics = metrics
+        # Requests admitted at once, gateway-wide (engine batch + queue). Past it, new
+        # requests are refused at once: a queue without bound only turns overload into
+        # timeouts for everyone and memory growth.
+        self.capacity = capacity
+        self.in_flight = 0
         self.recent_labels: OrderedDict[str, dict[str, str]] = OrderedDict()  # for queue time
 
     @asynccontextmanager
@@ -57,6 +68,13 @@ class AdmissionControl:
         self.recent_labels[params.request_id] = labels
         while len(self.recent_labels) > RECENT_REQUESTS:
             self.recent_labels.popitem(last=False)
+        if self.capacity is not None and self.in_flight >= self.capacity:
+            recorder.rejected("overloaded", code="overloaded")
+            exc = errors.Overloaded(
+                f"the gateway is at capacity ({self.capacity} requests in flight); retry shortly"
+            )
+            exc.recorded = True
+            raise exc
         reserve = len(params.prompt_token_ids) + params.max_tokens
         try:
             lease = self.limiter.admit(tenant, reserve) if tenant else None
@@ -67,6 +85,7 @@ class AdmissionControl:
         admission = Admission(params, recorder)
         running = self.metrics.requests_running.labels(tenant=labels["tenant"])
         running.inc()
+        self.in_flight += 1
         code: str | None = "internal_error"
         try:
             if prepared.adapter is None:
@@ -84,6 +103,7 @@ class AdmissionControl:
             code = "cancelled"
             raise
         finally:
+            self.in_flight -= 1
             running.dec()
             recorder.finish(code)
             if lease is not None:

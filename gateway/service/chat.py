@@ -84,7 +84,9 @@ class ChatService:
         self.adapters = adapters
         self.schemas = schemas
         self.settings = settings
-        self.admission = AdmissionControl(limiter, adapters, metrics)
+        self.admission = AdmissionControl(
+            limiter, adapters, metrics, settings.max_num_seqs + settings.max_waiting_requests
+        )
 
     def resolve_adapter(self, model: str | None, tenant: Tenant | None) -> AdapterVersion | None:
         """Name -> current version, after the tenant's access check.

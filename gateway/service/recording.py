@@ -33,9 +33,9 @@ class RequestRecorder:
         if retrying:
             self.metrics.output_retries.labels(**schema).inc()
 
-    def rejected(self, reason: str) -> None:
+    def rejected(self, reason: str, code: str = "rate_limited") -> None:
         self.metrics.rate_limited.labels(tenant=self.labels["tenant"], reason=reason).inc()
-        self.metrics.requests.labels(**self.labels, outcome="rejected", code="rate_limited").inc()
+        self.metrics.requests.labels(**self.labels, outcome="rejected", code=code).inc()
 
     def finish(self, code: str | None) -> None:
         m, labels, now = self.metrics, self.labels, time.perf_counter()

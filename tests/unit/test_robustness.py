@@ -1,0 +1,109 @@
+"""Overload shedding, client disconnects and engine death, with the engine test double
+(``tests/fake_engine.py``). The same paths run against the real engine in
+``tests/integration/test_robustness.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway import errors
+from gateway.api.disconnect import cancel_on_disconnect
+from gateway.config import Settings
+from tests.fake_engine import FakeEngine
+from tests.unit.conftest import started_client
+
+
+def _chat(client, **extra):
+    body = {"model": "base", "messages": [{"role": "user", "content": "hi"}], **extra}
+    return client.post("/v1/chat/completions", json=body)
+
+
+def test_past_capacity_requests_are_shed_fast_with_retry_after(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"max_num_seqs": 1, "max_waiting_requests": 1})
+    engine = FakeEngine(delay_s=0.3)  # "hello" = 2 chunks: 0.6 s in flight
+    for client in started_client(settings, engine):
+        results: list[int] = []
+
+        def send(client=client, results=results) -> None:
+            results.append(_chat(client).status_code)
+
+        threads = [threading.Thread(target=send) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.15)  # both admitted and running
+        started = time.perf_counter()
+        shed = _chat(client)
+        elapsed = time.perf_counter() - started
+        for t in threads:
+            t.join()
+        assert shed.status_code == 503 and shed.json()["error"]["code"] == "overloaded"
+        assert shed.headers["Retry-After"] == "1"
+        assert elapsed < 0.3  # refused at once, not queued behind the running ones
+        assert results == [200, 200]  # the admitted requests were not disturbed
+        assert _chat(client).status_code == 200  # capacity is released afterwards
+        metrics = client.get("/metrics").text
+        assert 'code="overloaded"' in metrics
+        assert 'gateway_rate_limited_total{reason="overloaded"' in metrics
+
+
+def test_disconnect_cancels_the_work_and_reports_it() -> None:
+    cancelled = asyncio.Event()
+
+    async def work() -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "done"
+
+    class GoneRequest:
+        calls = 0
+
+        async def is_disconnected(self) -> bool:
+            self.calls += 1
+            return self.calls > 1
+
+    async def go() -> None:
+        with pytest.raises(errors.ClientDisconnected) as caught:
+            await cancel_on_disconnect(GoneRequest(), work())  # type: ignore[arg-type]
+        assert caught.value.recorded
+
+    started = time.perf_counter()
+    asyncio.run(go())
+    assert cancelled.is_set() and time.perf_counter() - started < 2
+
+
+def test_connected_client_gets_the_result() -> None:
+    class Here:
+        async def is_disconnected(self) -> bool:
+            return False
+
+    async def work() -> int:
+        await asyncio.sleep(0.3)
+        return 7
+
+    assert asyncio.run(cancel_on_disconnect(Here(), work())) == 7  # type: ignore[arg-type]
+
+
+def test_engine_death_turns_ready_false_with_the_reason(settings: Settings) -> None:
+    engine = FakeEngine()
+    for client in started_client(settings, engine):
+        assert client.get("/ready").status_code == 200
+        engine.ready = False  # what VllmEngine reports once AsyncLLM.errored
+        deadline = time.monotonic() + 5
+        while client.get("/ready").status_code == 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1.2)  # the watchdog's poll
+        body = client.get("/ready").json()
+        assert body["status"] == "not_ready"
+        assert body["reason"] == "the inference engine has stopped"
+        assert client.app.state.engine_died
