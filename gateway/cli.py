@@ -65,6 +65,12 @@ def cmd_bench_runtime(args: argparse.Namespace) -> int:
     return runtime_main(args)
 
 
+def cmd_bench_schemas(args: argparse.Namespace) -> int:
+    from gateway.bench.schemabench import main as schemas_main
+
+    return schemas_main(args)
+
+
 def _apply_cpu_runtime(settings: Settings) -> None:
     """Re-exec once with the CPU runtime's LD_PRELOAD: a preload only takes effect when a
     process starts, and the front-end process (detokenising, validating) gains from the
@@ -217,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_runtime_arguments(runtime)
     runtime.set_defaults(func=cmd_bench_runtime)
+    schemas_bench = bench_sub.add_parser(
+        "schemas", help="JSONSchemaBench schemas through the gateway, per backend"
+    )
+    from gateway.bench.schemabench import add_arguments as add_schema_arguments
+
+    add_schema_arguments(schemas_bench)
+    schemas_bench.set_defaults(func=cmd_bench_schemas)
 
     model = sub.add_parser("model", help="base-model provisioning")
     model_sub = model.add_subparsers(dest="model_command", required=True)
