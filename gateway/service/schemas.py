@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,60 @@ def _depth(value: Any, limit: int) -> int:
         elif isinstance(node, list):
             stack.extend((child, level + 1) for child in node)
     return deepest
+
+
+MAX_PATTERN_CHARS = 1000
+# A group holding a variable quantifier, itself repeated: (a+)+, (\w*)*, (x+y){1,9}.
+# Python's backtracking ``re`` (which validation uses) can take exponential time on
+# these, so a client could stall the event loop with one crafted pattern.
+_NESTED_QUANTIFIER = re.compile(r"\([^()]*(?:[+*]|\{\d*,\d*\})[^()]*\)(?:[+*]|\{\d*,\d*\})")
+
+
+def nests_quantifiers(pattern: str) -> bool:
+    """Escapes and character classes are reduced to one plain character first, so the
+    ``+`` in ``[A-Za-z0-9+/]`` or ``\+`` is not taken for a quantifier."""
+    simple = re.sub(r"\\.", "e", pattern)
+    simple = re.sub(r"\[\^?\]?[^\]]*\]", "c", simple)
+    return bool(_NESTED_QUANTIFIER.search(simple))
+
+
+def _patterns(value: Any) -> list[str]:
+    """Every regex in a schema: ``pattern`` values and ``patternProperties`` keys."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str):
+                found.append(node["pattern"])
+            if isinstance(node.get("patternProperties"), dict):
+                found.extend(k for k in node["patternProperties"] if isinstance(k, str))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def check_patterns(schema: Any, param: str) -> None:
+    """Refuse regexes that are invalid, huge, or open to catastrophic backtracking."""
+    for pattern in _patterns(schema):
+        if len(pattern) > MAX_PATTERN_CHARS:
+            raise errors.SchemaTooLarge(
+                f"a pattern is {len(pattern)} characters; the limit is {MAX_PATTERN_CHARS}",
+                param=param,
+            )
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise errors.SchemaInvalid(f"pattern {pattern!r} is not a valid regex: {exc}",
+                                       param=param) from exc  # fmt: skip
+        if nests_quantifiers(pattern):
+            raise errors.SchemaUnsupported(
+                f"pattern {pattern!r} nests quantifiers (e.g. (a+)+), which can take "
+                "exponential time to check; rewrite it without a quantified group that "
+                "itself repeats",
+                param=param,
+            )
 
 
 def _external_refs(value: Any) -> list[str]:
@@ -184,6 +239,7 @@ class SchemaRegistry:
             raise errors.SchemaInvalid(
                 f"the schema nests deeper than {self.max_depth} levels", param=param
             )
+        check_patterns(schema, param)
         refs = _external_refs(schema)
         if refs:
             raise errors.SchemaUnsupported(

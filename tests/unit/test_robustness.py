@@ -38,14 +38,13 @@ def test_past_capacity_requests_are_shed_fast_with_retry_after(
         for t in threads:
             t.start()
         time.sleep(0.15)  # both admitted and running
-        started = time.perf_counter()
         shed = _chat(client)
-        elapsed = time.perf_counter() - started
+        finished_before_shed = list(results)
         for t in threads:
             t.join()
         assert shed.status_code == 503 and shed.json()["error"]["code"] == "overloaded"
         assert shed.headers["Retry-After"] == "1"
-        assert elapsed < 0.3  # refused at once, not queued behind the running ones
+        assert finished_before_shed == []  # refused at once, not queued behind them
         assert results == [200, 200]  # the admitted requests were not disturbed
         assert _chat(client).status_code == 200  # capacity is released afterwards
         metrics = client.get("/metrics").text
@@ -76,9 +75,8 @@ def test_disconnect_cancels_the_work_and_reports_it() -> None:
             await cancel_on_disconnect(GoneRequest(), work())  # type: ignore[arg-type]
         assert caught.value.recorded
 
-    started = time.perf_counter()
     asyncio.run(go())
-    assert cancelled.is_set() and time.perf_counter() - started < 2
+    assert cancelled.is_set()  # the 10 s job was cancelled, not awaited
 
 
 def test_connected_client_gets_the_result() -> None:
@@ -107,3 +105,44 @@ def test_engine_death_turns_ready_false_with_the_reason(settings: Settings) -> N
         assert body["status"] == "not_ready"
         assert body["reason"] == "the inference engine has stopped"
         assert client.app.state.engine_died
+
+
+HOSTILE = [
+    ({"type": "string", "pattern": "^(a+)+$"}, "schema_unsupported"),
+    ({"type": "string", "pattern": "(\\w+\\.)+\\d+"}, "schema_unsupported"),
+    ({"type": "object", "patternProperties": {"^(x*)*$": {}}}, "schema_unsupported"),
+    ({"type": "string", "pattern": "([a-z"}, "schema_invalid"),
+    ({"type": "string", "pattern": "a" * 1001}, "schema_too_large"),
+    ({"type": "string", "enum": [f"value-{i}" for i in range(200)]}, "schema_too_large"),
+]
+
+
+@pytest.mark.parametrize(("schema", "code"), HOSTILE)
+def test_hostile_schemas_are_refused_before_the_engine(
+    client, engine: FakeEngine, schema: dict, code: str
+) -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "h", "schema": schema}}
+    res = _chat(client, response_format=fmt)
+    assert res.status_code == 400 and res.json()["error"]["code"] == code
+    assert engine.calls == []  # no engine time spent on it
+    assert client.get("/ready").status_code == 200  # and nothing else disturbed
+
+
+def test_safe_patterns_and_recursive_refs_are_accepted(client, engine: FakeEngine) -> None:
+    tree = {"$defs": {"node": {"type": "object", "properties": {
+        "name": {"type": "string", "pattern": "^[a-z]+(-[a-z]+)?$"},
+        "children": {"type": "array", "items": {"$ref": "#/$defs/node"}, "maxItems": 2}},
+        "required": ["name"]}}, "$ref": "#/$defs/node"}  # fmt: skip
+    script_out = '{"name":"root","children":[{"name":"leaf"}]}'
+    engine.outputs = [type(engine.outputs[0])(script_out)]
+    fmt = {"type": "json_schema", "json_schema": {"name": "tree", "schema": tree}}
+    res = _chat(client, response_format=fmt)
+    assert res.status_code == 200, res.text
+    assert engine.calls[-1].json_schema == tree
+
+
+def test_megabyte_body_is_refused_with_413(client) -> None:
+    huge = "x" * 1_100_000
+    res = client.post("/v1/chat/completions", content=huge.encode(),
+                      headers={"content-type": "application/json"})  # fmt: skip
+    assert res.status_code == 413 and res.json()["error"]["code"] == "body_too_large"
