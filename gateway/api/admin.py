@@ -19,7 +19,7 @@ from gateway.api.protocol import ErrorResponse
 from gateway.registry.store import check_name, parse_store_path
 from gateway.tenancy import Tenant, TenantSettings, generate_key, hash_key
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 503)}
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ERRORS)
 
 

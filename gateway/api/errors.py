@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,6 +58,22 @@ def count_refusal(request: Request, exc: errors.GatewayError) -> None:
     metrics.requests.labels(**labels, outcome="error", code=exc.code).inc()
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Methods of the most specific route templates matching the path: for
+    ``/admin/adapters/x/promote`` that is ``.../{name}/promote``, not ``{name}/{version}``."""
+    best, methods = -1, set()
+    for route in request.app.routes:
+        regex, path = getattr(route, "path_regex", None), getattr(route, "path", "")
+        if regex is None or not regex.match(request.url.path):
+            continue
+        literal = len(re.sub(r"{[^}]*}", "", path))
+        if literal > best:
+            best, methods = literal, set()
+        if literal == best:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.GatewayError)
     async def _gateway(request: Request, exc: errors.GatewayError) -> JSONResponse:
@@ -71,11 +88,18 @@ def install(app: FastAPI) -> None:
         return error_response(error)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         err = errors.InvalidRequest(str(exc.detail))
         body = err.to_body()
-        body["error"]["code"] = "not_found" if exc.status_code == 404 else "http_error"
-        return JSONResponse(body, status_code=exc.status_code)
+        body["error"]["code"] = {404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
+        # Starlette's own headers stay; ``Allow`` on a 405 (RFC 9110) must list every
+        # method of the path, and Starlette names only the first route that matched it.
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

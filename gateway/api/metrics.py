@@ -12,7 +12,16 @@ from gateway.observability.metrics import NOT_READY
 router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition format",
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     services = getattr(request.app.state, "services", None)
     if services is None:  # still starting (or failed): say so, so alerts can fire

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from gateway.api.deps import ServicesDep, TenantDep
-from gateway.api.protocol import ModelCard, ModelList
+from gateway.api.protocol import ErrorResponse, ModelCard, ModelList
 
 router = APIRouter(tags=["openai"])
+ERRORS = {code: {"model": ErrorResponse} for code in (401, 503)}
 
 
-@router.get("/v1/models", response_model=ModelList)
+@router.get("/v1/models", response_model=ModelList, responses=ERRORS)
 async def list_models(services: ServicesDep, tenant: TenantDep) -> ModelList:
     """A tenant sees the base model and the adapters it may use, nothing else."""
     base = services.settings.served_model_name
