@@ -56,7 +56,8 @@ def classify(status: int, body: Any, schema: Any) -> tuple[str, str, str]:
             cls = jsonschema.validators.validator_for(
                 schema, default=jsonschema.Draft202012Validator
             )
-            error = jsonschema.exceptions.best_match(cls(schema).iter_errors(value))
+            checker = cls(schema, format_checker=cls.FORMAT_CHECKER)  # formats too
+            error = jsonschema.exceptions.best_match(checker.iter_errors(value))
         except json.JSONDecodeError as exc:
             return "bug", "not_json", str(exc)[:200]
         if error is not None:

@@ -146,3 +146,23 @@ def test_megabyte_body_is_refused_with_413(client) -> None:
     res = client.post("/v1/chat/completions", content=huge.encode(),
                       headers={"content-type": "application/json"})  # fmt: skip
     assert res.status_code == 413 and res.json()["error"]["code"] == "body_too_large"
+
+
+@pytest.mark.parametrize(("fmt", "bad", "good"), [
+    ("date-time", "yesterday", "2026-11-23T10:00:00Z"),
+    ("uri", "not a uri", "https://example.com/x"),
+    ("email", "nobody", "a@example.com"),
+    ("uuid", "123", "0b7e5c9a-3f6e-4a59-9c1e-2f4b8d6a1e20"),
+])  # fmt: skip
+def test_formats_a_backend_may_ignore_are_enforced_by_validation(
+    client, engine: FakeEngine, fmt: str, bad: str, good: str
+) -> None:
+    schema = {"type": "object", "properties": {"v": {"type": "string", "format": fmt}},
+              "required": ["v"]}  # fmt: skip
+    rf = {"type": "json_schema", "json_schema": {"name": "f", "schema": schema}}
+    out = type(engine.outputs[0])
+    engine.outputs = [out(f'{{"v":"{bad}"}}'), out(f'{{"v":"{bad}"}}')]
+    res = _chat(client, response_format=rf)
+    assert res.status_code == 502 and res.json()["error"]["code"] == "output_invalid"
+    engine.outputs = [out(f'{{"v":"{good}"}}')]
+    assert _chat(client, response_format=rf).status_code == 200
