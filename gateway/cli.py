@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config import Settings
@@ -51,24 +53,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     # Non-zero after a failed start or a dead engine, so an orchestrator restarts us.
     return 1 if app.state.startup_error else 0
-
-
-def cmd_bench_perf(args: argparse.Namespace) -> int:
-    from gateway.bench.perf.main import main as perf_main
-
-    return perf_main(args)
-
-
-def cmd_bench_runtime(args: argparse.Namespace) -> int:
-    from gateway.bench.perf.runtime import main as runtime_main
-
-    return runtime_main(args)
-
-
-def cmd_bench_schemas(args: argparse.Namespace) -> int:
-    from gateway.bench.schemabench import main as schemas_main
-
-    return schemas_main(args)
 
 
 def _apply_cpu_runtime(settings: Settings) -> None:
@@ -172,6 +156,25 @@ def cmd_bench_consistency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_main(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        return int(importlib.import_module(module).main(args))
+
+    return run
+
+
+BENCHES = (
+    ("consistency", "fine-tuned + constrained against prompt-only baselines",
+     "gateway.bench.consistency.main", cmd_bench_consistency),
+    ("perf", "gateway vs bare AsyncLLM vs vllm serve, alternating rounds, ratios",
+     "gateway.bench.perf.main", _bench_main("gateway.bench.perf.main")),
+    ("runtime", "CPU runtime settings (LD_PRELOAD, thread binding) against each other",
+     "gateway.bench.perf.runtime", _bench_main("gateway.bench.perf.runtime")),
+    ("schemas", "JSONSchemaBench schemas through the gateway, per backend",
+     "gateway.bench.schemabench", _bench_main("gateway.bench.schemabench")),
+)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway",
@@ -202,34 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks that write JSON, Markdown and charts")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
-    consistency = bench_sub.add_parser(
-        "consistency", help="fine-tuned + constrained against prompt-only baselines"
-    )
-    from gateway.bench.consistency.main import add_arguments
-
-    add_arguments(consistency)
-    consistency.set_defaults(func=cmd_bench_consistency)
-    perf = bench_sub.add_parser(
-        "perf", help="gateway vs bare AsyncLLM vs vllm serve, alternating rounds, ratios"
-    )
-    from gateway.bench.perf.main import add_arguments as add_perf_arguments
-
-    add_perf_arguments(perf)
-    perf.set_defaults(func=cmd_bench_perf)
-    runtime = bench_sub.add_parser(
-        "runtime", help="CPU runtime settings (LD_PRELOAD, thread binding) against each other"
-    )
-    from gateway.bench.perf.runtime import add_arguments as add_runtime_arguments
-
-    add_runtime_arguments(runtime)
-    runtime.set_defaults(func=cmd_bench_runtime)
-    schemas_bench = bench_sub.add_parser(
-        "schemas", help="JSONSchemaBench schemas through the gateway, per backend"
-    )
-    from gateway.bench.schemabench import add_arguments as add_schema_arguments
-
-    add_schema_arguments(schemas_bench)
-    schemas_bench.set_defaults(func=cmd_bench_schemas)
+    for name, text, module, func in BENCHES:
+        cmd = bench_sub.add_parser(name, help=text)
+        importlib.import_module(module).add_arguments(cmd)
+        cmd.set_defaults(func=func)
 
     model = sub.add_parser("model", help="base-model provisioning")
     model_sub = model.add_subparsers(dest="model_command", required=True)

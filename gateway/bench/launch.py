@@ -89,10 +89,15 @@ def launch(
         if wrapper:  # stop the gateway itself; the wrapper (a profiler) then writes and exits
             for child in psutil.Process(proc.pid).children():
                 child.send_signal(signal.SIGTERM)
-        else:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, signal_first=not wrapper)
+
+
+def stop(proc: subprocess.Popen, signal_first: bool = True, timeout_s: float = 60) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it has not exited in ``timeout_s``."""
+    if signal_first:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

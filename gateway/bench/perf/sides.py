@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.bench.launch import LaunchError, free_port, launch
+from gateway.bench.launch import LaunchError, free_port, launch, stop
 from gateway.bench.perf.loadgen import Record, send_chat
 from gateway.bench.perf.runner import run_cell
 from gateway.bench.perf.workload import SOURCE_ADAPTER, Cell, Workload
@@ -161,12 +160,7 @@ def vllm_serve(bench: Bench, log: Path, timeout_s: float = 900) -> Iterator[tupl
             time.sleep(0.5)
         yield url, proc.pid
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @contextmanager
@@ -200,30 +194,21 @@ def run_http(
     progress: Progress,
     headers: dict[str, str] | None = None,
 ) -> None:
-    asyncio.run(_run_http(url, pid, bench, cells, label, progress, headers or {}))
+    async def drive() -> None:
+        workload = bench.workload
+        endpoint = url + "/v1/chat/completions"
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        async with httpx.AsyncClient(timeout=600, limits=limits, headers=headers) as client:
+            warm = Cell(len(workload.adapter_names), True, 1, len(workload.adapter_names))
+            for i in range(warm.requests):  # untimed: adapters loaded, grammar compiled
+                record = await send_chat(client, endpoint, workload.chat_body(warm, i))
+                if not record.ok:
+                    raise LaunchError(f"{label} warm-up request failed: {record.error}")
+            for cell in cells:
 
+                async def send(i: int, cell: Cell = cell) -> Record:
+                    return await send_chat(client, endpoint, workload.chat_body(cell, i))
 
-async def _run_http(
-    url: str,
-    pid: int,
-    bench: Bench,
-    cells: list[Cell],
-    label: str,
-    progress: Progress,
-    headers: dict[str, str],
-) -> None:
-    workload = bench.workload
-    endpoint = url + "/v1/chat/completions"
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(timeout=600, limits=limits, headers=headers) as client:
-        warm = Cell(len(workload.adapter_names), True, 1, len(workload.adapter_names))
-        for i in range(warm.requests):  # untimed: adapters loaded, grammar compiled
-            record = await send_chat(client, endpoint, workload.chat_body(warm, i))
-            if not record.ok:
-                raise LaunchError(f"{label} warm-up request failed: {record.error}")
-        for cell in cells:
+                progress(cell.key, await run_cell(send, workload, cell, pid, label))
 
-            async def send(i: int, cell: Cell = cell) -> Record:
-                return await send_chat(client, endpoint, workload.chat_body(cell, i))
-
-            progress(cell.key, await run_cell(send, workload, cell, pid, label))
+    asyncio.run(drive())
