@@ -26,7 +26,9 @@ from gateway.training.config import ALL_LINEAR
 from schemas.intent import DEMO_LABELS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-StructuredBackend = Literal["xgrammar", "guidance", "outlines"]
+# "auto" is vLLM's per-request fallback: xgrammar, else guidance, else outlines, chosen by
+# what each schema needs (vLLM 0.32 refuses a backend named per request).
+StructuredBackend = Literal["xgrammar", "guidance", "outlines", "auto"]
 
 
 class _ConfigFileSource(PydanticBaseSettingsSource):

@@ -32,7 +32,7 @@ from gateway.config import REPO_ROOT
 
 DATA = REPO_ROOT.parent / "shared" / "data" / "jsonschemabench"
 SUBSETS = ("Github_trivial", "Github_easy", "Glaiveai2K")
-BACKENDS = ("xgrammar", "guidance", "outlines")
+BACKENDS = ("xgrammar", "guidance", "outlines", "auto")
 PROMPT = "Produce an example JSON object for this schema."
 OUTCOMES = ("served", "rejected", "failed", "bug")
 

@@ -19,7 +19,8 @@ from gateway.engine.types import EngineStats, GenerationChunk, GenerationParams,
 
 log = logging.getLogger(__name__)
 
-_WHITESPACE_FREE_BACKENDS = ("xgrammar", "guidance")
+# auto resolves to xgrammar or guidance for JSON schemas, outlines only as a last resort
+WHITESPACE_FREE_BACKENDS = ("xgrammar", "guidance", "auto")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def engine_args(opts: EngineOptions) -> Any:
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     structured: dict[str, Any] = {"backend": opts.structured_backend}
-    if opts.disable_any_whitespace and opts.structured_backend in _WHITESPACE_FREE_BACKENDS:
+    if opts.disable_any_whitespace and opts.structured_backend in WHITESPACE_FREE_BACKENDS:
         structured["disable_any_whitespace"] = True
     return AsyncEngineArgs(
         model=opts.model_path,

@@ -28,7 +28,7 @@ from gateway.bench.launch import LaunchError, free_port, launch, stop
 from gateway.bench.perf.loadgen import Record, send_chat
 from gateway.bench.perf.runner import run_cell
 from gateway.bench.perf.workload import SOURCE_ADAPTER, Cell, Workload
-from gateway.engine.vllm_engine import EngineOptions
+from gateway.engine.vllm_engine import WHITESPACE_FREE_BACKENDS, EngineOptions
 from gateway.tenancy.keys import hash_key
 
 TENANT_KEY = "perf-bench-tenant-key-0123456789"
@@ -108,7 +108,7 @@ def run_bare(bench: Bench, cells: list[Cell], tag: str, progress: Progress) -> d
 def vllm_serve_argv(options: EngineOptions, loras: dict[str, str], port: int) -> list[str]:
     """vLLM's server with the engine arguments ``engine_args`` gives the gateway."""
     structured: dict[str, Any] = {"backend": options.structured_backend}
-    if options.disable_any_whitespace and options.structured_backend in ("xgrammar", "guidance"):
+    if options.disable_any_whitespace and options.structured_backend in WHITESPACE_FREE_BACKENDS:
         structured["disable_any_whitespace"] = True
     argv = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
