@@ -19,8 +19,9 @@ from gateway.engine.types import EngineStats, GenerationChunk, GenerationParams,
 
 log = logging.getLogger(__name__)
 
-# auto resolves to xgrammar or guidance for JSON schemas, outlines only as a last resort
-WHITESPACE_FREE_BACKENDS = ("xgrammar", "guidance", "auto")
+# vLLM refuses disable_any_whitespace with "auto" (it may fall back to outlines), so an
+# auto deployment allows whitespace in JSON: the model may pad, within max_tokens.
+WHITESPACE_FREE_BACKENDS = ("xgrammar", "guidance")
 
 
 @dataclass(frozen=True)
