@@ -1,6 +1,6 @@
 """Overload shedding, client disconnects and engine death, with the engine test double
 (``tests/fake_engine.py``). The same paths run against the real engine in
-``tests/integration/test_robustness.py``."""
+``tests/integration/test_robustness.py`` (same paths, real engine)."""
 
 from __future__ import annotations
 
