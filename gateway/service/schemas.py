@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,20 +85,26 @@ def nests_quantifiers(pattern: str) -> bool:
     return bool(_NESTED_QUANTIFIER.search(simple))
 
 
-def _patterns(value: Any) -> list[str]:
-    """Every regex in a schema: ``pattern`` values and ``patternProperties`` keys."""
-    found: list[str] = []
+def _objects(value: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object inside ``value``, iteratively (hostile nesting cannot recurse)."""
     stack = [value]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            if isinstance(node.get("pattern"), str):
-                found.append(node["pattern"])
-            if isinstance(node.get("patternProperties"), dict):
-                found.extend(k for k in node["patternProperties"] if isinstance(k, str))
+            yield node
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+
+
+def _patterns(value: Any) -> list[str]:
+    """Every regex in a schema: ``pattern`` values and ``patternProperties`` keys."""
+    found: list[str] = []
+    for node in _objects(value):
+        if isinstance(node.get("pattern"), str):
+            found.append(node["pattern"])
+        if isinstance(node.get("patternProperties"), dict):
+            found.extend(k for k in node["patternProperties"] if isinstance(k, str))
     return found
 
 
@@ -125,18 +131,8 @@ def check_patterns(schema: Any, param: str) -> None:
 
 
 def _external_refs(value: Any) -> list[str]:
-    found: list[str] = []
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and not ref.startswith("#"):
-                found.append(ref)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return found
+    refs = (node.get("$ref") for node in _objects(value))
+    return [ref for ref in refs if isinstance(ref, str) and not ref.startswith("#")]
 
 
 class SchemaRegistry:
