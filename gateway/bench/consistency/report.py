@@ -6,6 +6,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from gateway.bench.tables import cell
+
 COLUMNS = (
     ("json_parse_rate", "JSON parse", "{:.1%}"),
     ("schema_valid_rate", "schema-valid", "{:.1%}"),
@@ -19,17 +21,13 @@ COLUMNS = (
 )
 
 
-def _cell(value: Any, fmt: str) -> str:
-    return "n/a" if value is None else fmt.format(value)
-
-
 def table(results: dict[str, Any]) -> str:
     lines = [
         "| arm | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
         "|---|" + "---|" * len(COLUMNS),
     ]
     for name, m in results["arms"].items():
-        cells = " | ".join(_cell(m.get(key), fmt) for key, _, fmt in COLUMNS)
+        cells = " | ".join(cell(m.get(key), fmt) for key, _, fmt in COLUMNS)
         lines.append(f"| {name} | {cells} |")
     return "\n".join(lines)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gateway.bench.tables import cell
+
 Pooled = dict[str, dict[str, dict[str, Any]]]  # side -> cell key -> pooled summary
 
 
@@ -115,20 +117,6 @@ def targets(pooled: Pooled, extras: dict[str, Any], top: int, high: int) -> list
     return rows
 
 
-SIDE_COLUMNS = (
-    ("requests_per_s", "req/s", "{:.2f}"),
-    ("output_tokens_per_s", "tok/s", "{:.1f}"),
-    ("latency_p50_ms", "p50 ms", "{:.0f}"),
-    ("latency_p95_ms", "p95 ms", "{:.0f}"),
-    ("ttft_p50_ms", "TTFT p50", "{:.0f}"),
-    ("errors", "err", "{:d}"),
-)
-
-
-def _fmt(value: Any, fmt: str) -> str:
-    return "n/a" if value is None else fmt.format(value)
-
-
 def markdown(result: dict[str, Any]) -> str:
     pooled: Pooled = result["pooled"]
     sides = [s for s in ("bare", "vllm", "gateway") if s in pooled]
@@ -140,24 +128,24 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|" + "---|" * (2 * len(sides) + 5),
     ]  # fmt: skip
     for key, row in cmp.items():
-        rps = [_fmt(_get(pooled, s, key, "requests_per_s"), "{:.2f}") for s in sides]
+        rps = [cell(_get(pooled, s, key, "requests_per_s"), "{:.2f}") for s in sides]
         lat = [
-            f"{_fmt(_get(pooled, s, key, 'latency_p50_ms'), '{:.0f}')} / "
-            f"{_fmt(_get(pooled, s, key, 'latency_p95_ms'), '{:.0f}')}"
+            f"{cell(_get(pooled, s, key, 'latency_p50_ms'), '{:.0f}')} / "
+            f"{cell(_get(pooled, s, key, 'latency_p95_ms'), '{:.0f}')}"
             for s in sides
         ]
         errors = "/".join(str(_get(pooled, s, key, "errors") or 0) for s in sides)
         lines.append(
             f"| {key} | " + " | ".join(rps) + " | " + " | ".join(lat)
-            + f" | {_fmt(_get(pooled, 'gateway', key, 'ttft_p50_ms'), '{:.0f}')}"
-            + f" | {_fmt(row.get('rps_vs_bare'), '{:.3f}')}"
-            + f" | {_fmt(row.get('rps_vs_vllm'), '{:.3f}')}"
-            + f" | {_fmt(row.get('p95_vs_vllm'), '{:.3f}')} | {errors} |"
+            + f" | {cell(_get(pooled, 'gateway', key, 'ttft_p50_ms'), '{:.0f}')}"
+            + f" | {cell(row.get('rps_vs_bare'), '{:.3f}')}"
+            + f" | {cell(row.get('rps_vs_vllm'), '{:.3f}')}"
+            + f" | {cell(row.get('p95_vs_vllm'), '{:.3f}')} | {errors} |"
         )  # fmt: skip
     lines += ["", "| target | goal | measured | met |", "|---|---|---|---|"]
     for t in result["targets"]:
         met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
-        lines.append(f"| {t['target']} | {t['goal']} | {_fmt(t['measured'], '{}')} | {met} |")
+        lines.append(f"| {t['target']} | {t['goal']} | {cell(t['measured'], '{}')} | {met} |")
     return "\n".join(lines) + "\n"
 
 
