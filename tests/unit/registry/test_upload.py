@@ -12,7 +12,7 @@ import pytest
 from gateway.registry.store import AdapterInvalid, AdapterStore
 from gateway.registry.upload import install_archive
 from tests.adapter_factory import make_peft_folder
-from tests.unit.test_registry_store import LIMITS
+from tests.unit.registry.test_store import LIMITS
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from gateway.registry.state import RegistryState
 from gateway.registry.store import AdapterStore
 from tests.adapter_factory import make_peft_folder
 from tests.fake_engine import FakeEngine
-from tests.unit.test_registry_store import LIMITS
+from tests.unit.registry.test_store import LIMITS
 
 
 def _registry(root: Path, engine: FakeEngine, capacity: int = 2) -> AdapterRegistry:
