@@ -19,20 +19,20 @@ import httpx
 from tqdm import tqdm
 
 from gateway.bench.launch import launch
+from gateway.bench.stats import ms, percentile
 from gateway.config import REPO_ROOT
 
 SOURCE = REPO_ROOT / "adapters" / "demo" / "v1"
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000, 1)
-
-    return {"p50_ms": pick(0.5), "p95_ms": pick(0.95), "mean_ms": round(
-        statistics.fmean(values) * 1000, 1), "n": len(values)}  # fmt: skip
+def percentiles(values: list[float]) -> dict[str, Any]:
+    return {
+        "p50_ms": ms(percentile(values, 0.5)),
+        "p95_ms": ms(percentile(values, 0.95)),
+        "mean_ms": ms(statistics.fmean(values)),
+        "n": len(values),
+    }
 
 
 def first_token_seconds(http: httpx.Client, url: str, model: str) -> float:

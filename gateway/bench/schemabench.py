@@ -9,7 +9,8 @@ Each schema gets a neutral prompt and a token budget; its outcome is one of
 - ``bug``: HTTP 200 with an answer that fails the schema. There must be none.
 
 The gateway is started once per structured-output backend, so coverage can be compared.
-Writes ``results.json`` (every schema's outcome) and ``report.md``.
+Writes ``results.json`` (every schema's outcome) and ``report.md``; ``--report-only DIR``
+rewrites ``DIR/report.md`` from the ``results*.json`` saved there, without a gateway.
 """
 
 from __future__ import annotations
@@ -27,24 +28,26 @@ import httpx
 import jsonschema
 from tqdm import tqdm
 
+from gateway.bench.data import JSONSCHEMABENCH, shown
 from gateway.bench.launch import launch
 from gateway.config import REPO_ROOT
 
-DATA = REPO_ROOT.parent / "shared" / "data" / "jsonschemabench"
 SUBSETS = ("Github_trivial", "Github_easy", "Glaiveai2K")
+# Schemas per subset whose files the repository ships: the integration test's sample and
+# the two documented runs (docs/benchmarks/schemas, docs/benchmarks/schemas-240).
+SAMPLE_SIZES = (4, 30, 80)
 BACKENDS = ("xgrammar", "guidance", "outlines", "auto")
 PROMPT = "Produce an example JSON object for this schema."
 OUTCOMES = ("served", "rejected", "failed", "bug")
 
 
-def load(subset: str, limit: int | None, data: Path = DATA) -> list[tuple[str, Any]]:
-    """Every n-th schema file (sorted), a fixed spread over the subset."""
-    files = sorted((data / subset).glob("*.json"))
-    if not files:
-        raise FileNotFoundError(f"no schemas in {data / subset}")
-    if limit:
-        files = files[:: max(1, len(files) // limit)][:limit]
-    return [(f.name, json.loads(f.read_text())) for f in files]
+def load(subset: str, size: int, data: Path = JSONSCHEMABENCH) -> list[tuple[str, Any]]:
+    """Every n-th name of the subset's upstream file listing (sorted, kept in
+    ``index.json``), so a sample is the same fixed spread whichever files are shipped."""
+    names = json.loads((data / "index.json").read_text(encoding="utf-8"))[subset]
+    picked = names[:: max(1, len(names) // size)][:size]
+    return [(name, json.loads((data / subset / name).read_text(encoding="utf-8")))
+            for name in picked]  # fmt: skip
 
 
 def classify(status: int, body: Any, schema: Any) -> tuple[str, str, str]:
@@ -144,8 +147,23 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def markdown(summary: dict[str, dict[str, Any]]) -> str:
-    lines = ["| backend | subset | schemas | served (valid) | rejected | failed | bugs |",
+def markdown(results: list[dict[str, Any]], folder: Path) -> str:
+    """The report of one or more saved runs of the same sample (one backend per file is
+    fine): counts recomputed from the saved rows, so the table cannot drift from them."""
+    first = results[0]
+    for other in results[1:]:
+        if (other["per_subset"], other["max_tokens"]) != (first["per_subset"], first["max_tokens"]):
+            raise ValueError("these results are runs of different samples or token budgets")
+    runs = [(backend, rows) for r in results for backend, rows in r["rows"].items()]
+    runs.sort(key=lambda run: BACKENDS.index(run[0]))  # the default backend first
+    summary = {backend: summarise(rows) for backend, rows in runs}
+    lines = ["# JSONSchemaBench through the gateway", "",
+             f"Schemas: {first['per_subset']} per subset (every n-th name of each subset's "
+             f"upstream listing) from `{shown(JSONSCHEMABENCH)}` (JSONSchemaBench, MIT, see "
+             "`data/README.md`); "
+             f"prompt \"{PROMPT}\" with the schema, {first['max_tokens']} tokens, temperature 0."
+             " One gateway per backend.", "",
+             "| backend | subset | schemas | served (valid) | rejected | failed | bugs |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for backend, subsets in summary.items():
         for subset, s in subsets.items():
@@ -156,21 +174,44 @@ def markdown(summary: dict[str, dict[str, Any]]) -> str:
     lines += ["", "Commonest non-served outcomes (outcome:code → count):", ""]
     for backend, subsets in summary.items():
         lines.append(f"- {backend}: {json.dumps(subsets['all']['codes'])}")
+    lines += ["", "Generated from the saved results by "
+              f"`gateway bench schemas --report-only {shown(folder)}`."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def write_report(folder: Path) -> Path:
+    """``folder/report.md`` from every ``results*.json`` saved in ``folder``."""
+    files = sorted(folder.glob("results*.json"))
+    if not files:
+        raise FileNotFoundError(f"no results*.json in {folder}")
+    report = folder / "report.md"
+    results = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    report.write_text(markdown(results, folder))
+    return report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--subsets", nargs="+", choices=SUBSETS, default=list(SUBSETS))
-    parser.add_argument("--per-subset", type=int, default=40, help="0 = every schema")
+    parser.add_argument("--per-subset", type=int, choices=SAMPLE_SIZES, default=30,
+                        help="schemas per subset (the repository ships these samples)")  # fmt: skip
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", default=str(REPO_ROOT / "bench-results" / "schemas"))
+    parser.add_argument(
+        "--report-only",
+        metavar="DIR",
+        type=Path,
+        help="rewrite DIR/report.md from the results*.json saved there; run nothing",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.report_only:
+        print(f"wrote {write_report(args.report_only)}")
+        return 0
     items = [(sub, name, schema) for sub in args.subsets
-             for name, schema in load(sub, args.per_subset or None)]  # fmt: skip
+             for name, schema in load(sub, args.per_subset)]  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"command": "gateway bench schemas", "per_subset": args.per_subset,
@@ -184,7 +225,7 @@ def main(args: argparse.Namespace) -> int:
         result["rows"][backend] = rows
         result["summary"][backend] = summarise(rows)
         (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "report.md").write_text(markdown(result["summary"]))
+    (out / "report.md").write_text(markdown([result], out))
     print(json.dumps(result["summary"], indent=2))
     bugs = sum(s["all"]["bug"] for s in result["summary"].values())
     return 1 if bugs else 0

@@ -3,14 +3,13 @@
     python -m gateway.bench.trunk [--out bench-results/trunk.json]
 
 Starts the real gateway (with the demo adapter), measures over HTTP and prints JSON.
-Prompts come from BANKING77 (../shared/data) when present, else from the demo data.
+Prompts are every n-th message of BANKING77's test split (``data/banking77``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import re
 import statistics
@@ -22,25 +21,9 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
+from gateway.bench.data import banking77_texts
 from gateway.bench.launch import launch
-from gateway.config import REPO_ROOT
-
-BANKING77 = REPO_ROOT.parent / "shared" / "data" / "banking77" / "test.csv"
-DEMO_ADAPTER = REPO_ROOT / "adapters" / "demo" / "v1"
-
-
-def load_texts(limit: int) -> list[str]:
-    if BANKING77.is_file():
-        with BANKING77.open(newline="") as handle:
-            rows = [r["text"] for r in csv.DictReader(handle)]
-        return rows[:: max(1, len(rows) // limit)][:limit]
-    demo = REPO_ROOT / "adapters" / "demo" / "train.jsonl"
-    return [json.loads(line)["text"] for line in demo.read_text().splitlines()][:limit]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+from gateway.bench.stats import ms, percentile
 
 
 async def classify_latency(url: str, texts: list[str], adapter: str | None) -> dict[str, Any]:
@@ -54,9 +37,9 @@ async def classify_latency(url: str, texts: list[str], adapter: str | None) -> d
             res.raise_for_status()
     return {
         "requests": len(seconds),
-        "p50_ms": round(1000 * statistics.median(seconds), 1),
-        "p95_ms": round(1000 * percentile(seconds, 0.95), 1),
-        "mean_ms": round(1000 * statistics.fmean(seconds), 1),
+        "p50_ms": ms(percentile(seconds, 0.5)),
+        "p95_ms": ms(percentile(seconds, 0.95)),
+        "mean_ms": ms(statistics.fmean(seconds)),
     }
 
 
@@ -108,11 +91,10 @@ def main() -> None:
     parser.add_argument("--classify-requests", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
-    texts = load_texts(64)
-    adapters = {"demo": "v1"} if DEMO_ADAPTER.is_dir() else {}
+    texts = list(banking77_texts(64))
     with (
         tempfile.TemporaryDirectory() as tmp,
-        launch(Path(tmp) / "gw.log", adapters=adapters) as gw,
+        launch(Path(tmp) / "gw.log", adapters={"demo": "v1"}) as gw,
     ):
         engine_ready = re.search(r"engine ready in ([\d.]+) s", gw.log.read_text())
         result: dict[str, Any] = {
@@ -121,8 +103,7 @@ def main() -> None:
         }
         n = args.classify_requests
         result["classify_base"] = asyncio.run(classify_latency(gw.url, texts[:n], None))
-        if adapters:
-            result["classify_demo"] = asyncio.run(classify_latency(gw.url, texts[:n], "demo"))
+        result["classify_demo"] = asyncio.run(classify_latency(gw.url, texts[:n], "demo"))
         result["throughput"] = [
             asyncio.run(throughput(gw.url, texts[: 8 * c], c, args.max_tokens)) for c in (1, 8)
         ]

@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from gateway.bench.launch import launch
-from gateway.bench.perf.stats import percentile
+from gateway.bench.stats import percentile
 from tests.integration.conftest import DEMO_ADAPTER
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]

@@ -1,6 +1,6 @@
 """Entry point: choose the data and arms, start (or reach) a gateway, run, report.
 
-gateway bench consistency --data ../shared/data/banking77/test.csv --per-class 1
+gateway bench consistency --per-class 1   (BANKING77 from data/banking77 by default)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from gateway.bench.consistency.perturb import PERTURBATIONS
 from gateway.bench.consistency.report import render, table
 from gateway.bench.consistency.run import load_items, load_rows, run_all
 from gateway.bench.consistency.score import parse_answer, score_arm
+from gateway.bench.data import BANKING77, shown
 from gateway.config import REPO_ROOT
 from schemas import intent_model
 
@@ -28,9 +29,9 @@ DEFAULT_PERTURBATIONS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="../shared/data/banking77/test.csv",
+    parser.add_argument("--data", type=Path, default=BANKING77 / "test.csv",
                         help="labelled CSV (text,category) to test on")  # fmt: skip
-    parser.add_argument("--train", default="../shared/data/banking77/train.csv",
+    parser.add_argument("--train", type=Path, default=BANKING77 / "train.csv",
                         help="labelled CSV the few-shot examples come from")  # fmt: skip
     parser.add_argument("--adapter", default="banking77", help="adapter name in the store")
     parser.add_argument("--version", default="v2", help="adapter version in the store")
@@ -77,17 +78,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     manifest = json.loads((store / args.adapter / args.version / "manifest.json").read_text())
     labels = tuple(manifest["labels"])
     perturbations = tuple(p for p in args.perturbations.split(",") if p)
-    items = load_items(Path(args.data), args.per_class, args.seed, perturbations)
+    items = load_items(args.data, args.per_class, args.seed, perturbations)
     items = items[: args.max_items] if args.max_items else items
-    train = load_rows(Path(args.train))
+    train = load_rows(args.train)
     arms = build_arms(labels, args.adapter, manifest["system_prompt"], train, args.k, args.seed,
                       tuple(a for a in args.arms.split(",") if a))  # fmt: skip
     schema = intent_model(labels).model_json_schema()
     out = Path(args.out)
     meta = {
         "command": " ".join(["gateway", *sys.argv[1:]]),
-        "data": args.data, "items": len(items), "per_class": args.per_class, "seed": args.seed,
-        "perturbations": list(perturbations), "variants": len(perturbations) + 1,
+        "data": shown(args.data), "items": len(items), "per_class": args.per_class,
+        "seed": args.seed, "perturbations": list(perturbations), "variants": len(perturbations) + 1,
         "requests_per_arm": len(items) * (len(perturbations) + 1), "adapter":
         f"{args.adapter}/{args.version}", "k": args.k, "base_model": manifest["base_model"]["name"],
         "labels": list(labels),

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from gateway.bench.stats import DEFINITION
 from gateway.bench.tables import cell
 
 COLUMNS = (
@@ -51,7 +52,8 @@ def render(results: dict[str, Any], out: Path) -> Path:
         f"Adapter `{meta['adapter']}`, few-shot k={meta['k']}, gateway `{meta['gateway']}`.",
         "",
         "Accuracy and macro-F1 are on the original texts; JSON/schema rates over every request; "
-        "consistency is the share of items whose variants all got the same valid label.",
+        "consistency is the share of items whose variants all got the same valid label. "
+        + DEFINITION,
         "",
         table(results),
         "",

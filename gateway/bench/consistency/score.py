@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 
+from gateway.bench.stats import percentile, rounded
 from gateway.scoring import macro_f1
 
 
@@ -73,13 +74,6 @@ def parse_answer(text: str | None, schema: dict[str, Any], labels: frozenset[str
     return Parsed(True, valid, label)
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def score_arm(answers: list[dict[str, Any]], wall_seconds: float) -> dict[str, Any]:
     """``answers``: one dict per request with item, variant, gold, parsed fields, latency."""
     n = len(answers)
@@ -108,8 +102,8 @@ def score_arm(answers: list[dict[str, Any]], wall_seconds: float) -> dict[str, A
         "macro_f1": round(macro_f1(gold, predicted), 4) if gold else None,
         "consistency": round(consistent / len(by_item), 4) if by_item else None,
         "prompt_tokens_mean": round(statistics.fmean(tokens), 1) if tokens else None,
-        "latency_p50_s": percentile(latencies, 0.5),
-        "latency_p95_s": percentile(latencies, 0.95),
+        "latency_p50_s": rounded(percentile(latencies, 0.5), 4),
+        "latency_p95_s": rounded(percentile(latencies, 0.95), 4),
         "throughput_rps": round(n / wall_seconds, 3) if wall_seconds > 0 else None,
         "wall_seconds": round(wall_seconds, 2),
         "errors": dict(Counter(a["error"] for a in answers if a["error"])),

@@ -1,8 +1,9 @@
 """Side A: the bare ``AsyncLLM`` in this process, no HTTP, same engine arguments.
 
 Run as a child of the harness (``python -m gateway.bench.perf.bare SPEC OUT``) so each
-round starts a fresh engine, as the HTTP sides do. Prompts are tokenised before the
-clock starts: the bare side is the engine's ceiling, with nothing else in the way.
+round starts a fresh engine, as the HTTP sides do. Prompts are tokenised (by the
+gateway's own renderer) before the clock starts: the bare side is the engine's ceiling,
+with nothing else in the way.
 Each cell's summary is appended to OUT as one JSON line the moment it finishes.
 """
 
@@ -20,40 +21,35 @@ from typing import Any
 from gateway.bench.perf.loadgen import Record
 from gateway.bench.perf.runner import run_cell
 from gateway.bench.perf.workload import Cell, Workload
+from gateway.common.prompts import render_prompt
+from gateway.engine.types import GenerationParams, LoraRef
 
 
 async def run(spec: dict[str, Any], out: Path) -> None:
     from transformers import AutoTokenizer
-    from vllm.lora.request import LoRARequest
-    from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
-    from vllm.v1.engine.async_llm import AsyncLLM
 
     from gateway.config import Settings
-    from gateway.engine.vllm_engine import engine_args
-    from gateway.server import engine_options
+    from gateway.engine.factory import engine_options
+    from gateway.engine.vllm_engine import build_llm, lora_request, sampling_params
 
     workload = Workload.from_json(spec["workload"])
     cells = [Cell(**c) for c in spec["cells"]]
     options, _ = engine_options(Settings())
     started = time.perf_counter()
-    llm = AsyncLLM.from_engine_args(engine_args(options))
+    llm = build_llm(options)
     tokenizer = AutoTokenizer.from_pretrained(options.model_path)
     adapters: dict[str, str] = spec["adapters"]
-    loras = {name: LoRARequest(name, i + 1, p) for i, (name, p) in enumerate(adapters.items())}
+    loras = {
+        name: lora_request(LoraRef(name, i + 1, p)) for i, (name, p) in enumerate(adapters.items())
+    }
     prompt_ids: dict[str, list[int]] = {}
     for text in workload.prompts:
-        ids = tokenizer.apply_chat_template(
-            workload.messages(text), add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-        prompt_ids[text] = list(ids["input_ids"] if hasattr(ids, "input_ids") else ids)
+        prompt_ids[text] = render_prompt(tokenizer, workload.messages(text))
 
-    def params(constrained: bool, max_tokens: int) -> Any:
-        structured = StructuredOutputsParams(json=workload.schema) if constrained else None
-        return SamplingParams(
-            max_tokens=max_tokens,
-            temperature=0,
-            structured_outputs=structured,
-            output_kind=RequestOutputKind.DELTA,
+    def params(text: str, constrained: bool, max_tokens: int) -> Any:
+        schema = workload.schema if constrained else None
+        return sampling_params(
+            GenerationParams(uuid.uuid4().hex, prompt_ids[text], max_tokens, json_schema=schema)
         )
 
     async def one(adapter: str, text: str, constrained: bool, max_tokens: int) -> Record:
@@ -63,7 +59,7 @@ async def run(spec: dict[str, Any], out: Path) -> None:
         try:
             async for output in llm.generate(
                 {"prompt_token_ids": prompt_ids[text]},
-                params(constrained, max_tokens),
+                params(text, constrained, max_tokens),
                 uuid.uuid4().hex,
                 lora_request=loras[adapter],
             ):

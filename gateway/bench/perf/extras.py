@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import re
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.bench.hotswap import swap_loop
 from gateway.bench.perf.loadgen import send_chat
 from gateway.bench.perf.sides import ADMIN_KEY, TENANT_KEY
-from gateway.bench.perf.stats import percentile
 from gateway.bench.perf.workload import SOURCE_ADAPTER, Cell, Workload
+from gateway.bench.stats import ms, percentile
 
 
 def hot_swap(url: str, store: Path, name: str, swaps: int) -> dict[str, Any]:
@@ -28,14 +28,14 @@ def hot_swap(url: str, store: Path, name: str, swaps: int) -> dict[str, Any]:
         return swap_loop(admin, chat, url, store, name, SOURCE_ADAPTER, swaps)
 
 
-def _counter(metrics: str, name: str) -> float:
-    total = 0.0
-    for line in metrics.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            match = re.match(rf"{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", line)
-            if match:
-                total += float(match.group(1))
-    return total
+def counter_total(metrics: str, name: str) -> float:
+    """A counter's total over every label set, from Prometheus text exposition."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == name
+    )
 
 
 def schema_cache(url: str, workload: Workload, repeats: int) -> dict[str, Any]:
@@ -55,8 +55,8 @@ async def _schema_cache(url: str, workload: Workload, repeats: int) -> dict[str,
         async def counters() -> dict[str, float]:
             text = (await client.get(url + "/metrics")).text
             return {
-                "compilations": _counter(text, "gateway_schema_compilations_total"),
-                "cache_hits": _counter(text, "gateway_schema_cache_hits_total"),
+                "compilations": counter_total(text, "gateway_schema_compilations_total"),
+                "cache_hits": counter_total(text, "gateway_schema_cache_hits_total"),
             }
 
         async def phase(kind: str) -> dict[str, Any]:
@@ -80,21 +80,23 @@ async def _schema_cache(url: str, workload: Workload, repeats: int) -> dict[str,
             return {
                 "requests": repeats,
                 "errors": errors,
-                "ttft_p50_ms": round(1000 * (percentile(ttfts, 0.5) or 0), 2),
-                "latency_p50_ms": round(1000 * (percentile(latencies, 0.5) or 0), 2),
+                "ttft_p50_ms": ms(percentile(ttfts, 0.5), 2),
+                "latency_p50_ms": ms(percentile(latencies, 0.5), 2),
                 **{f"{k}_delta": after[k] - before[k] for k in after},
             }
 
         await phase("hit")  # warm: the schema is compiled once before the timed phases
         result = {kind: await phase(kind) for kind in ("miss", "hit", "none")}
-    result["miss_minus_hit_ttft_ms"] = round(
-        result["miss"]["ttft_p50_ms"] - result["hit"]["ttft_p50_ms"], 2
-    )
-    result["hit_minus_none_ttft_ms"] = round(
-        result["hit"]["ttft_p50_ms"] - result["none"]["ttft_p50_ms"], 2
-    )
+    ttft = {kind: result[kind]["ttft_p50_ms"] for kind in ("miss", "hit", "none")}
+    result["miss_minus_hit_ttft_ms"] = _difference(ttft["miss"], ttft["hit"])
+    result["hit_minus_none_ttft_ms"] = _difference(ttft["hit"], ttft["none"])
     result["in_process_hit_us"] = _in_process_hit_us(workload.schema)
     return result
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    """``a - b``, or ``None`` when a phase had no successful request to measure."""
+    return None if a is None or b is None else round(a - b, 2)
 
 
 def _in_process_hit_us(schema: dict[str, Any], rounds: int = 2000) -> float:

@@ -1,7 +1,8 @@
 """``gateway bench perf``: run the sides in alternating rounds, pool, compare, report.
 
 Writes ``perf.json`` (updated after every cell, so a cut-off run keeps what it did),
-``perf.md`` and ``perf.png`` under ``--out``, and prints the final JSON.
+``perf.md`` and ``perf.png`` under ``--out``, and prints the final JSON. ``--report-only
+DIR`` rewrites ``DIR/perf.md`` and ``DIR/perf.png`` from ``DIR/perf.json``, running nothing.
 """
 
 from __future__ import annotations
@@ -50,11 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile", action="store_true", help="run the gateway under py-spy (skews its timings)"
     )
+    parser.add_argument(
+        "--report-only", metavar="DIR", type=Path, help="rewrite DIR's report from its perf.json"
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from gateway.engine.cpu_runtime import is_cpu_build, runtime_env
-    from gateway.server import engine_options
+    from gateway.engine.factory import engine_options
 
     settings = Settings()
     out = Path(args.out)
@@ -137,9 +141,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     (out / "perf.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_report(result, out)
+    return result
+
+
+def write_report(result: dict[str, Any], out: Path) -> None:
     (out / "perf.md").write_text(report.markdown(result))
     report.chart(result, out / "perf.png")
-    return result
 
 
 def _gateway_extras(url: str, bench: Bench, args: argparse.Namespace, extras: dict) -> None:
@@ -155,7 +163,7 @@ def _gateway_extras(url: str, bench: Bench, args: argparse.Namespace, extras: di
 def _argv(args: argparse.Namespace) -> list[str]:
     parts = []
     for key, value in vars(args).items():
-        if key in ("func", "command", "bench_command", "out") or value is False:
+        if key in ("func", "command", "bench_command", "out") or value is False or value is None:
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -172,6 +180,11 @@ def _cpus() -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.report_only:
+        result = json.loads((args.report_only / "perf.json").read_text())
+        write_report(result, args.report_only)
+        print(f"wrote {args.report_only / 'perf.md'} and perf.png")
+        return 0
     result = run(args)
     keys = ("command", "targets", "extras", "starts", "elapsed_s", "profile")
     summary = {k: result[k] for k in keys if k in result}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gateway.bench.stats import DEFINITION
 from gateway.bench.tables import cell
 
 Pooled = dict[str, dict[str, dict[str, Any]]]  # side -> cell key -> pooled summary
@@ -122,6 +123,12 @@ def markdown(result: dict[str, Any]) -> str:
     sides = [s for s in ("bare", "vllm", "gateway") if s in pooled]
     cmp = result["comparisons"]
     lines = [
+        "# Serving performance: gateway, bare engine, vllm serve",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        DEFINITION,
+        "",
         "| cell | " + " | ".join(f"{s} req/s" for s in sides) + " | "
         + " | ".join(f"{s} p50 / p95 ms" for s in sides)
         + " | gw TTFT p50 ms | gw/bare req/s | gw/vllm req/s | gw/vllm p95 | errors |",

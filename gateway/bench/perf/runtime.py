@@ -3,7 +3,7 @@
 Starts ``gateway serve`` once per setting and round (settings alternate, so drift
 hits all alike), with ``GATEWAY_CPU_PRELOAD`` / ``GATEWAY_CPU_THREADS_BIND`` set the
 way an operator would, and runs a few cells of the perf workload against each. The
-best setting becomes ``cpu_runtime.AUTO_PRELOAD``; the README carries the table.
+best setting becomes ``cpu_runtime.AUTO_PRELOAD``; docs/benchmarks.md says what it found.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from gateway.server import engine_options
+    from gateway.engine.factory import engine_options
 
     workload = build_workload(8, args.max_tokens)
     cells = [

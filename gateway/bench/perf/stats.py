@@ -10,22 +10,7 @@ from collections import Counter
 from typing import Any
 
 from gateway.bench.perf.loadgen import Record
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear-interpolated percentile (numpy's default), so small samples are not
-    rounded onto a single neighbour."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def _ms(value: float | None) -> float | None:
-    return None if value is None else round(1000 * value, 2)
+from gateway.bench.stats import ms, percentile
 
 
 def summarise(records: list[Record], wall_s: float) -> dict[str, Any]:
@@ -89,11 +74,11 @@ def _block(
         "output_tokens_per_s": round(tokens / wall_s, 2) if wall_s > 0 else None,
         "output_tokens": tokens,
         "mean_output_tokens": round(tokens / ok, 2) if ok else None,
-        "latency_p50_ms": _ms(percentile(samples["latency"], 0.5)),
-        "latency_p95_ms": _ms(percentile(samples["latency"], 0.95)),
-        "latency_p99_ms": _ms(percentile(samples["latency"], 0.99)),
-        "ttft_p50_ms": _ms(percentile(samples["ttft"], 0.5)),
-        "ttft_p95_ms": _ms(percentile(samples["ttft"], 0.95)),
-        "tpot_p50_ms": _ms(percentile(samples["tpot"], 0.5)),
+        "latency_p50_ms": ms(percentile(samples["latency"], 0.5), 2),
+        "latency_p95_ms": ms(percentile(samples["latency"], 0.95), 2),
+        "latency_p99_ms": ms(percentile(samples["latency"], 0.99), 2),
+        "ttft_p50_ms": ms(percentile(samples["ttft"], 0.5), 2),
+        "ttft_p95_ms": ms(percentile(samples["ttft"], 0.95), 2),
+        "tpot_p50_ms": ms(percentile(samples["tpot"], 0.5), 2),
         "samples": {k: [round(v, 6) for v in vs] for k, vs in samples.items()},
     }

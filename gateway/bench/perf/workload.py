@@ -6,17 +6,15 @@ sides differ only in what serves them.
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
+from gateway.bench.data import banking77_texts
 from gateway.config import REPO_ROOT
 from schemas import intent_model
 
-BANKING77_TEST = REPO_ROOT.parent / "shared" / "data" / "banking77" / "test.csv"
 SOURCE_ADAPTER = REPO_ROOT / "adapters" / "banking77" / "v2"
 SCHEMA_NAME = "intent_classification"
 
@@ -99,24 +97,13 @@ class Workload:
         return cls(**data)
 
 
-def load_prompts(limit: int, path: Path = BANKING77_TEST) -> tuple[str, ...]:
-    """Every n-th BANKING77 test message: a fixed, label-spread sample."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: the benchmark draws its prompts from BANKING77's test split"
-        )
-    with path.open(newline="") as handle:
-        rows = [row["text"] for row in csv.DictReader(handle)]
-    return tuple(rows[:: max(1, len(rows) // limit)][:limit])
-
-
 def build_workload(
     num_adapters: int, max_tokens: int, num_prompts: int = 64, seed: int = 0
 ) -> Workload:
     manifest = json.loads((SOURCE_ADAPTER / "manifest.json").read_text())
     labels = tuple(manifest["labels"])
     return Workload(
-        prompts=load_prompts(num_prompts),
+        prompts=banking77_texts(num_prompts),
         adapter_names=tuple(f"tenant{i}" for i in range(num_adapters)),
         system_prompt=manifest["system_prompt"],
         schema=intent_model(labels).model_json_schema(),

@@ -13,10 +13,12 @@ import httpx
 import pytest
 
 from gateway.bench.perf import report
+from gateway.bench.perf.extras import counter_total
 from gateway.bench.perf.loadgen import Record, closed_loop, open_loop, send_chat
 from gateway.bench.perf.sides import vllm_serve_argv
-from gateway.bench.perf.stats import merge, percentile, summarise
+from gateway.bench.perf.stats import merge, summarise
 from gateway.bench.perf.workload import Cell, Workload, cell_matrix
+from gateway.bench.stats import percentile
 from gateway.engine import cpu_runtime
 from gateway.engine.vllm_engine import EngineOptions
 
@@ -74,7 +76,8 @@ def test_closed_loop_keeps_exactly_concurrency_in_flight() -> None:
         in_flight += 1
         peak = max(peak, in_flight)
         sent.append(i)
-        await asyncio.sleep(0.001 * (i % 3))
+        for _ in range(1 + i % 3):  # uneven lengths, so workers finish out of order
+            await asyncio.sleep(0)
         in_flight -= 1
         return Record(True, 0.01, 0.001, 5)
 
@@ -85,18 +88,21 @@ def test_closed_loop_keeps_exactly_concurrency_in_flight() -> None:
 
 
 def test_open_loop_does_not_wait_for_slow_responses() -> None:
-    in_flight = peak = 0
+    sent: list[int] = []
+    all_sent = asyncio.Event()
 
     async def send(i: int) -> Record:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        await asyncio.sleep(0.05)
-        in_flight -= 1
+        sent.append(i)
+        if len(sent) == 4:
+            all_sent.set()
+        await all_sent.wait()  # no answer comes before every request has been sent
         return Record(True, 0.05)
 
-    records = asyncio.run(open_loop(send, [0.0, 0.001, 0.002, 0.003], lambda: None))
-    assert len(records) == 4 and peak == 4
+    async def drive() -> list[Record]:  # a driver that waited for answers would time out
+        offsets = [0.0, 0.001, 0.002, 0.003]
+        return await asyncio.wait_for(open_loop(send, offsets, lambda: None), 10)
+
+    assert len(asyncio.run(drive())) == 4
 
 
 def test_summaries_pool_raw_samples_not_percentiles() -> None:
@@ -112,7 +118,6 @@ def test_summaries_pool_raw_samples_not_percentiles() -> None:
     assert pooled["requests_per_s"] == pytest.approx(10 / 3, abs=1e-3)
     # True p95 over the 10 good latencies, not the mean of the two runs' p95s.
     assert pooled["latency_p95_ms"] == pytest.approx(1000 * percentile([0.1] * 9 + [1.0], 0.95))
-    assert percentile([], 0.5) is None and percentile([1.0, 3.0], 0.5) == 2.0
 
 
 def _sse(events: list[object]) -> bytes:
@@ -177,7 +182,8 @@ def test_targets_report_met_and_missed_honestly() -> None:
     assert rows["gateway resident memory over bare engine at schema-a8-c16"]["met"] is False
     eight = next(t for t in report.targets(pooled, extras, 8, 16) if "8 adapters" in t["target"])
     assert eight["measured"] == pytest.approx(0.909, abs=1e-3) and eight["met"] is True
-    result = {"pooled": pooled, "comparisons": report.comparisons(pooled),
+    result = {"command": "gateway bench perf", "pooled": pooled,
+              "comparisons": report.comparisons(pooled),
               "targets": report.targets(pooled, {}, 8, 16)}  # fmt: skip
     text = report.markdown(result)
     assert "| schema-a8-c16 |" in text and "**no**" in text and "n/a" in text
@@ -231,3 +237,15 @@ def test_thread_binding_uses_every_core_only_on_small_machines() -> None:
     assert cpu_runtime.resolve_threads_bind("all", list(range(16))) == "0-15"
     assert cpu_runtime.resolve_threads_bind("vllm", [0, 1]) is None
     assert cpu_runtime.resolve_threads_bind("nobind", [0, 1]) == "nobind"
+
+
+def test_counters_sum_every_label_set_of_the_exposition() -> None:
+    text = (
+        "# HELP gateway_schema_compilations_total Schemas compiled.\n"
+        "# TYPE gateway_schema_compilations_total counter\n"
+        'gateway_schema_compilations_total{backend="xgrammar"} 2.0\n'
+        'gateway_schema_compilations_total{backend="outlines"} 1.0\n'
+        'gateway_schema_compilations_created{backend="xgrammar"} 1.7e+09\n'
+    )
+    assert counter_total(text, "gateway_schema_compilations_total") == 3.0
+    assert counter_total(text, "gateway_schema_cache_hits_total") == 0.0
