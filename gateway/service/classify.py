@@ -1,8 +1,9 @@
 """``/v1/classify``: one support message in, one validated intent object out.
 
 The label set, system prompt and schema come from the adapter (what its training
-recorded) or, for the base model, from settings. The same prompt builder is what
-training uses, so an adapter sees at inference exactly what it saw when trained.
+recorded) or, for the base model, from settings. The prompt builder lives in
+``gateway.common.prompts``, shared with training, so an adapter sees at inference
+exactly what it saw when trained.
 """
 
 from __future__ import annotations
@@ -12,25 +13,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from gateway.common.prompts import classify_messages, default_system_prompt
 from gateway.registry.store import AdapterVersion
-from gateway.service.chat import ChatService, ChatTask
+from gateway.service.chat import ChatService
+from gateway.service.types import ChatTask, PreparedChat
 from gateway.service.validation import Constraint
 from gateway.tenancy import Tenant
 from schemas import intent_model
 
 SCHEMA_NAME = "intent_classification"
-
-
-def default_system_prompt(labels: tuple[str, ...]) -> str:
-    return (
-        "You classify customer support messages. Reply with a JSON object with the keys "
-        f"intent (one of: {', '.join(labels)}), confidence (a number from 0 to 1) and "
-        "requires_human_agent (true when a person should take over)."
-    )
-
-
-def classify_messages(system_prompt: str, text: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": text}]
 
 
 @dataclass(frozen=True)
@@ -47,6 +38,15 @@ class Classification:
         return self.result.model_dump(mode="json")
 
 
+@dataclass(frozen=True)
+class PreparedClassify:
+    """A checked classification and the label model its answer must fit."""
+
+    chat: PreparedChat
+    model: type[BaseModel]
+    labels: tuple[str, ...]
+
+
 class ClassifyService:
     def __init__(self, chat: ChatService, default_labels: tuple[str, ...], max_tokens: int):
         self.chat = chat
@@ -56,9 +56,10 @@ class ClassifyService:
     def labels_for(self, adapter: AdapterVersion | None) -> tuple[str, ...]:
         return adapter.labels if adapter and adapter.labels else self.default_labels
 
-    async def classify(
+    def prepare(
         self, text: str, adapter_name: str | None, tenant: Tenant | None = None
-    ) -> Classification:
+    ) -> PreparedClassify:
+        """Every check that can refuse the request, done before it is admitted."""
         adapter = self.chat.resolve_adapter(adapter_name, tenant)
         labels = self.labels_for(adapter)
         model = intent_model(labels)
@@ -70,13 +71,22 @@ class ClassifyService:
         prepared = self.chat.prepare_resolved(
             task, adapter, Constraint(schema=schema), tenant, endpoint="classify"
         )
-        result = await self.chat.complete(prepared)
+        return PreparedClassify(prepared, model, labels)
+
+    async def run(self, prepared: PreparedClassify) -> Classification:
+        result = await self.chat.complete(prepared.chat)
         return Classification(
-            result=model.model_validate(result.parsed),
-            adapter=adapter.name if adapter else None,
-            version=adapter.version if adapter else None,
-            labels=labels,
+            result=prepared.model.model_validate(result.parsed),
+            adapter=prepared.chat.adapter_name,
+            version=prepared.chat.adapter_version,
+            labels=prepared.labels,
             num_prompt_tokens=result.num_prompt_tokens,
             num_output_tokens=result.num_output_tokens,
             attempts=result.attempts,
         )
+
+    async def classify(
+        self, text: str, adapter_name: str | None, tenant: Tenant | None = None
+    ) -> Classification:
+        """``prepare`` then ``run``, for callers that count no refusals (evaluation)."""
+        return await self.run(self.prepare(text, adapter_name, tenant))

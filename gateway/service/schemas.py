@@ -19,6 +19,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel
 
 from gateway import errors
+from gateway.common.digest import canonical_digest, canonical_json
 from schemas import NAMED_MODELS
 
 
@@ -46,14 +47,6 @@ class ResolvedSchema:
         return None
 
 
-def _canonical_bytes(schema: Any) -> bytes:
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def canonical_digest(schema: Any) -> str:
-    return hashlib.sha256(_canonical_bytes(schema)).hexdigest()
-
-
 def _depth(value: Any, limit: int) -> int:
     """Nesting depth, iterative so hostile input cannot blow the stack."""
     deepest = 0
@@ -79,7 +72,7 @@ _NESTED_QUANTIFIER = re.compile(r"\([^()]*(?:[+*]|\{\d*,\d*\})[^()]*\)(?:[+*]|\{
 
 def nests_quantifiers(pattern: str) -> bool:
     """Escapes and character classes are reduced to one plain character first, so the
-    ``+`` in ``[A-Za-z0-9+/]`` or ``\+`` is not taken for a quantifier."""
+    ``+`` in ``[A-Za-z0-9+/]`` or ``\\+`` is not taken for a quantifier."""
     simple = re.sub(r"\\.", "e", pattern)
     simple = re.sub(r"\[\^?\]?[^\]]*\]", "c", simple)
     return bool(_NESTED_QUANTIFIER.search(simple))
@@ -201,7 +194,7 @@ class SchemaRegistry:
                 f"the schema nests deeper than {self.max_depth} levels", param=param
             )
         # One serialisation serves both the size limit and the cache key (hot path).
-        canonical = _canonical_bytes(schema)
+        canonical = canonical_json(schema)
         size = len(canonical)
         if size > self.max_bytes:
             raise errors.SchemaTooLarge(

@@ -16,10 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway import errors
+from gateway.common.names import NAME_PATTERN
 from gateway.fileio import write_text_atomic
 from gateway.tenancy.keys import HASH_RE, generate_key, hash_key
-
-TENANT_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 class TenantSettings(BaseModel):
@@ -47,7 +46,7 @@ class TenantSettings(BaseModel):
 
 
 class Tenant(TenantSettings):
-    name: str = Field(pattern=TENANT_NAME_RE)
+    name: str = Field(pattern=NAME_PATTERN)
     key_hashes: list[str] = Field(min_length=1)
 
     @field_validator("key_hashes")

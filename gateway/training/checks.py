@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from gateway.service.schemas import ResolvedSchema
+from pydantic import BaseModel, ValidationError
+
 from gateway.training.data import Example
+from schemas import NAMED_MODELS
 
 OK, WARN, FAIL = "ok", "warning", "FAIL"
 
@@ -46,21 +47,24 @@ def _examples(items: list[str], limit: int = 3) -> str:
 def run_checks(
     train: list[Example],
     held_out: dict[str, list[Example]],
-    schema: ResolvedSchema,
+    schema_name: str,
     labels: tuple[str, ...],
     token_lengths: list[int],
     max_length: int,
 ) -> CheckReport:
+    """Completions are checked against ``NAMED_MODELS[schema_name]`` for ``labels``: the
+    model ``/v1/classify`` validates the adapter's answers with."""
     report = CheckReport()
     every = train + [e for part in held_out.values() for e in part]
 
-    bad = [e for e in every if _schema_problem(e.completion, schema)]
+    model = NAMED_MODELS[schema_name](labels)
+    bad = [e for e in every if not _valid(e.completion, model)]
     report.add(
         "completions match schema",
         FAIL if bad else OK,
-        f"{len(bad)} of {len(every)} fail {schema.name!r}: {_examples([b.source for b in bad])}"
+        f"{len(bad)} of {len(every)} fail {schema_name!r}: {_examples([b.source for b in bad])}"
         if bad
-        else f"{len(every)} valid against {schema.name!r}",
+        else f"{len(every)} valid against {schema_name!r}",
     )
 
     unknown = sorted({e.label for e in every if e.label not in labels}, key=str)
@@ -124,12 +128,13 @@ def run_checks(
     return report
 
 
-def _schema_problem(completion: str, schema: ResolvedSchema) -> str | None:
+def _valid(completion: str, model: type[BaseModel]) -> bool:
+    """Strict: no string-to-number coercion the JSON Schema the engine enforces would refuse."""
     try:
-        value = json.loads(completion)
-    except json.JSONDecodeError:
-        return "not JSON"
-    return schema.check(value)
+        model.model_validate_json(completion, strict=True)
+    except ValidationError:
+        return False
+    return True
 
 
 def _conflicting(examples: list[Example]) -> list[str]:

@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.training.config import TrainConfig
+
 
 @dataclass(frozen=True)
 class LabelledExample:
@@ -157,3 +159,23 @@ def split(
         val += group[:cut]
         train += group[cut:]
     return train, val
+
+
+def load_splits(cfg: TrainConfig) -> tuple[list[Example], list[Example], dict[str, list[Example]]]:
+    """Train, validation (for the loss) and held-out sets (for evaluation), reproducibly:
+    training and a later ``gateway eval`` of the same config see the same examples."""
+    examples = load_examples(cfg.data, cfg.confidence)
+    if cfg.validation is not None:
+        train, val = examples, load_examples(cfg.validation, cfg.confidence)
+    else:
+        train, val = split(examples, cfg.val_share, cfg.seed)
+    if cfg.per_class:
+        train = per_class_sample(train, cfg.per_class, cfg.seed)
+    held_out = {"validation": val}
+    if cfg.test is not None:
+        held_out["test"] = load_examples(cfg.test, cfg.confidence)
+    if cfg.eval_per_class:
+        held_out = {
+            k: per_class_sample(v, cfg.eval_per_class, cfg.seed) for k, v in held_out.items()
+        }
+    return train, val, held_out

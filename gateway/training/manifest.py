@@ -7,9 +7,9 @@ import sys
 import time
 from typing import Any
 
+from gateway.common.digest import canonical_digest
 from gateway.fileio import write_json_atomic
 from gateway.models import ModelInfo
-from gateway.service.schemas import canonical_digest
 from schemas import NAMED_MODELS
 
 __all__ = ["REQUIRED_KEYS", "build_manifest", "write_json_atomic"]

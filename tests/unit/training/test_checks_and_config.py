@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.common.prompts import classify_messages, default_system_prompt, render_prompt
 from gateway.config import Settings
 from gateway.models import resolve_model
-from gateway.service.classify import default_system_prompt
-from gateway.service.schemas import SchemaRegistry
 from gateway.training.batching import IGNORE
 from gateway.training.checks import FAIL, WARN, run_checks
 from gateway.training.config import load_config
@@ -71,15 +70,11 @@ def test_split_is_deterministic_and_stratified() -> None:
 
 
 def _checks(train: list[Example], held: list[Example], lengths: list[int] | None = None):
-    schema = SchemaRegistry(labels=LABELS, schemas_dir=None, max_bytes=10**5, max_depth=16).named(
-        "intent_classification"
-    )
-    return {
-        name: status
-        for name, status, _ in run_checks(
-            train, {"validation": held}, schema, LABELS, lengths or [10] * len(train), 100
-        ).rows
-    }
+    report = run_checks(
+        train, {"validation": held}, "intent_classification", LABELS,
+        lengths or [10] * len(train), 100,
+    )  # fmt: skip
+    return {name: status for name, status, _ in report.rows}
 
 
 def test_checks_pass_clean_data() -> None:
@@ -92,6 +87,8 @@ def test_checks_catch_each_problem() -> None:
     assert _checks([*base, ex("x", completion="{oops")], [])["completions match schema"] == FAIL
     bad = '{"intent":"billing","confidence":7,"requires_human_agent":false}'
     assert _checks([*base, ex("x", completion=bad)], [])["completions match schema"] == FAIL
+    coerced = '{"intent":"billing","confidence":"0.9","requires_human_agent":false}'
+    assert _checks([*base, ex("x", completion=coerced)], [])["completions match schema"] == FAIL
     assert _checks([*base, ex("x", "weather")], [])["labels in label set"] == FAIL
     assert _checks([*base, ex("a")], [])["exact duplicates"] == WARN
     assert _checks([*base, ex("a", "other")], [])["exact duplicates"] == FAIL
@@ -107,18 +104,22 @@ def test_answer_is_whitespace_free_json() -> None:
     assert text == '{"intent":"billing","confidence":0.9,"requires_human_agent":false}'
 
 
+@pytest.mark.heavy  # the embedded model's tokenizer
 def test_loss_covers_only_the_answer() -> None:
     from transformers import AutoTokenizer
 
     info = resolve_model(None, Settings().model_cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(info.path)
     example = ex("I forgot my password", "other")
-    ids, labels = encode(tokenizer, default_system_prompt(LABELS), example)
+    system = default_system_prompt(LABELS)
+    ids, labels = encode(tokenizer, system, example)
     assert len(ids) == len(labels)
     answer = [t for t in labels if t != IGNORE]
     first = labels.index(answer[0])
     assert all(t == IGNORE for t in labels[:first])
-    assert tokenizer.decode(answer) == example.completion + "<|im_end|>"
+    assert tokenizer.decode(answer) == example.completion + "<|im_end|>"  # SmolLM2 is ChatML
+    # the prompt trained on is the one the engine serves (VllmEngine.encode_chat)
+    assert ids[:first] == render_prompt(tokenizer, classify_messages(system, example.text))
     assert tokenizer.decode(ids[:first]).endswith("<|im_start|>assistant\n")
 
 
@@ -137,3 +138,5 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
         load_config(config, ["name=../escape"])
     with pytest.raises(ValueError):
         load_config(config, ["no_such_key=1"])
+    with pytest.raises(ValueError, match="schema_name must be one of"):
+        load_config(config, ["schema_name=nope"])

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import stat
+
 import pytest
 
+from gateway.evaluation import gold_human_flag, render_report, score
+from gateway.fileio import write_json_atomic
+from gateway.scoring import macro_f1
 from gateway.training.data import Example
-from gateway.training.evaluation import gold_human_flag, macro_f1, render_report, score
 
 
 def test_invalid_answers_count_as_wrong() -> None:
@@ -66,11 +71,6 @@ def test_report_lists_every_split() -> None:
 
 
 def test_atomic_json_write_is_readable_by_others(tmp_path) -> None:
-    import json
-    import stat
-
-    from gateway.training.manifest import write_json_atomic
-
     target = tmp_path / "manifest.json"
     write_json_atomic(target, {"a": 1})
     write_json_atomic(target, {"a": 2})

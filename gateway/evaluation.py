@@ -2,6 +2,9 @@
 adapter's recorded prompt and label set, under constrained decoding, via the same
 ``ClassifyService`` that answers ``/v1/classify``. Results go into the manifest
 (atomically) and a ``report.md`` beside it.
+
+A top layer, beside the server: it runs the serving stack (engine + services), so it
+lives outside ``gateway.training``, which never imports serving code.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from typing import Any
 from tqdm import tqdm
 
 from gateway.config import Settings
+from gateway.engine.factory import default_engine
 from gateway.errors import GatewayError
+from gateway.fileio import write_json_atomic
 from gateway.scoring import macro_f1
+from gateway.service import Services
 from gateway.training.config import TrainConfig
-from gateway.training.data import Example
-from gateway.training.manifest import write_json_atomic
+from gateway.training.data import Example, load_splits
 
 CONCURRENCY = 16
 
@@ -88,10 +93,6 @@ async def _classify_all(services: Any, adapter: str, items: list[Example], desc:
 
 
 async def _evaluate(adapter_dir: Path, cfg: TrainConfig, settings: Settings) -> dict:
-    from gateway.server import default_engine
-    from gateway.service import Services
-    from gateway.training.recipe import load_splits
-
     _, _, held_out = load_splits(cfg)
     engine, base = default_engine(settings)
     scratch = tempfile.TemporaryDirectory()  # the serving registry is not touched

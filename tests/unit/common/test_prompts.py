@@ -1,0 +1,112 @@
+"""The one chat renderer: the end token comes from the template, and training's
+prompt + answer is token for token the conversation the model is served.
+
+The tokenizers are built here, offline: one token per character plus each
+template's special tokens, so every id is predictable and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import pytest
+from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers
+from tokenizers.models import WordLevel
+from transformers import PreTrainedTokenizerFast
+
+from gateway.common.prompts import (
+    ChatTemplateError,
+    classify_messages,
+    default_system_prompt,
+    end_of_turn,
+    render_answer,
+    render_prompt,
+)
+
+CHATML = (  # SmolLM2-135M-Instruct's template, as shipped
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+LLAMA3 = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>"
+    "\n\n{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+GEMMA = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+MISTRAL = (  # no generation prompt; an assistant turn ends with the eos token
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}"
+    "[INST] {{ m['content'] }} [/INST]{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+OPEN_ENDED = (  # closes no turn at all: only the eos token can end an answer
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+TEMPLATES = {
+    "chatml": (CHATML, ["<|im_start|>", "<|im_end|>"], "<|im_end|>"),
+    "llama3": (LLAMA3, ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"], "<|eot_id|>"),
+    "gemma": (GEMMA, ["<start_of_turn>", "<end_of_turn>"], "<end_of_turn>"),
+    "mistral": (MISTRAL, [], "</s>"),
+}
+ANSWER = '{"intent":"billing","confidence":0.9,"requires_human_agent":false}'
+USER = [{"role": "user", "content": "I was charged twice"}]
+
+
+def char_tokenizer(
+    template: str, specials: list[str], eos: str | None = "</s>"
+) -> PreTrainedTokenizerFast:
+    alphabet = [chr(i) for i in range(32, 127)] + ["\n"]
+    model = WordLevel({c: i for i, c in enumerate([*alphabet, "<unk>"])}, unk_token="<unk>")
+    core = Tokenizer(model)
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    core.add_special_tokens(["<s>", *([eos] if eos else []), *specials])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<s>", eos_token=eos, unk_token="<unk>",
+        chat_template=template,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_the_end_token_is_the_templates(name: str) -> None:
+    template, specials, expected = TEMPLATES[name]
+    tokenizer = char_tokenizer(template, specials)
+    assert end_of_turn(tokenizer) == expected
+    answer = render_answer(tokenizer, ANSWER)
+    assert answer[-1] == tokenizer.convert_tokens_to_ids(expected)
+    assert tokenizer.decode(answer) == ANSWER + expected
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_prompt_plus_answer_is_the_served_conversation(name: str) -> None:
+    """What training feeds the model is the prompt serving renders, then the answer."""
+    template, specials, _ = TEMPLATES[name]
+    tokenizer = char_tokenizer(template, specials)
+    whole = tokenizer.apply_chat_template(
+        [*USER, {"role": "assistant", "content": ANSWER}], tokenize=False
+    )
+    expected = tokenizer(whole.rstrip(), add_special_tokens=False)["input_ids"]
+    assert render_prompt(tokenizer, USER) + render_answer(tokenizer, ANSWER) == expected
+
+
+def test_a_template_that_closes_no_turn_ends_with_eos() -> None:
+    assert end_of_turn(char_tokenizer(OPEN_ENDED, [])) == "</s>"
+    with pytest.raises(ChatTemplateError, match="no end-of-turn token"):
+        end_of_turn(char_tokenizer(OPEN_ENDED, [], eos=None))
+
+
+def test_the_classify_prompt_renders_in_chatml() -> None:
+    tokenizer = char_tokenizer(CHATML, ["<|im_start|>", "<|im_end|>"])
+    system = default_system_prompt(("billing", "other"))
+    prompt = tokenizer.decode(render_prompt(tokenizer, classify_messages(system, "Hi")))
+    assert prompt == (
+        f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    assert "intent (one of: billing, other)" in system
