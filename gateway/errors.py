@@ -6,7 +6,9 @@ The HTTP layer turns these into OpenAI-shaped error bodies; nothing else does.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import logging
+import uuid
+from typing import Any, ClassVar, TypeVar
 
 
 class GatewayError(Exception):
@@ -15,12 +17,19 @@ class GatewayError(Exception):
     error_type: ClassVar[str] = "server_error"
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, param: str | None = None, hint: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        hint: str | None = None,
+        error_id: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.param = param
         self.hint = hint
-        self.recorded = False  # True once the metrics counted it (at admission or later)
+        self.error_id = error_id  # set on failures logged for an operator (see ``traced``)
 
     def to_body(self) -> dict[str, Any]:
         """The OpenAI error shape, plus our ``retryable`` and ``hint``."""
@@ -33,6 +42,8 @@ class GatewayError(Exception):
         }
         if self.hint:
             error["hint"] = self.hint
+        if self.error_id:
+            error["id"] = self.error_id
         return {"error": error}
 
 
@@ -45,10 +56,6 @@ class InvalidRequest(GatewayError):
 class BodyTooLarge(InvalidRequest):
     status_code = 413
     code = "body_too_large"
-
-
-class UnsupportedParameter(InvalidRequest):
-    code = "unsupported_parameter"
 
 
 class MaxTokensExceeded(InvalidRequest):
@@ -74,6 +81,12 @@ class SchemaUnsupported(InvalidRequest):
 class SchemaNotFound(InvalidRequest):
     status_code = 404
     code = "schema_not_found"
+
+
+class AdapterInvalid(InvalidRequest):
+    """The adapter's files fail validation: ours (the store) or the engine's."""
+
+    code = "adapter_invalid"
 
 
 class AdapterNotFound(InvalidRequest):
@@ -109,6 +122,8 @@ class EngineUnavailable(GatewayError):
 
 
 class EngineFailed(GatewayError):
+    """The engine failed for a reason the client did not cause (see the logged id)."""
+
     status_code = 500
     code = "engine_error"
     retryable = True
@@ -173,9 +188,29 @@ class Conflict(GatewayError):
     error_type = "invalid_request_error"
 
 
+class AdapterVersionExists(Conflict):
+    """A new version's name is taken: the store never replaces a version."""
+
+    code = "adapter_version_exists"
+
+
 class AdapterUnavailable(GatewayError):
     """Every engine slot is busy with in-flight requests of other adapters."""
 
     status_code = 503
     code = "adapter_unavailable"
     retryable = True
+
+
+Failure = TypeVar("Failure", bound=GatewayError)
+
+
+def traced(
+    kind: type[Failure], what: str, logger: logging.Logger, cause: BaseException | None = None
+) -> Failure:
+    """A failure nobody foresaw, as an error an operator can find: a fresh id is logged
+    with ``cause``'s traceback and sent to the client in the message and ``error.id``."""
+    error_id = f"err-{uuid.uuid4().hex[:16]}"
+    logger.error("%s [error id %s]", what, error_id, exc_info=cause)
+    message = f"{what}; the gateway log has the details under error id {error_id}"
+    return kind(message, error_id=error_id)

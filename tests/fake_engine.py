@@ -7,10 +7,13 @@ against the real vLLM engine in ``tests/integration``.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from gateway.engine.types import EngineStats, GenerationChunk, GenerationParams, LoraRef
+
+HOLD_LIMIT_S = 10  # a held request goes on by itself then, so a failing test cannot hang
 
 
 @dataclass
@@ -30,7 +33,7 @@ class FakeEngine:
     loras: list[LoraRef] = field(default_factory=list)
     fail_with: Exception | None = None  # raised on admission, as vLLM does
     on_stats: Callable[[EngineStats], None] | None = None
-    delay_s: float = 0.0  # per chunk, to hold requests in flight
+    hold: threading.Event | None = None  # generation waits until the test sets it
 
     @property
     def is_ready(self) -> bool:
@@ -54,11 +57,11 @@ class FakeEngine:
         self.calls.append(params)
         if self.fail_with is not None:
             raise self.fail_with
+        if self.hold is not None:  # a request in flight for as long as the test needs
+            await asyncio.to_thread(self.hold.wait, HOLD_LIMIT_S)
         out = self.outputs.pop(0) if len(self.outputs) > 1 else self.outputs[0]
         pieces = [out.text[i : i + 3] for i in range(0, len(out.text), 3)] or [""]
         for i, piece in enumerate(pieces):
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)
             last = i == len(pieces) - 1
             yield GenerationChunk(
                 text=piece,

@@ -15,8 +15,9 @@ from gateway.api.protocol import (
     ResponseMessage,
     Usage,
 )
+from gateway.api.refusals import refusals_recorded
 from gateway.api.streaming import sse_response
-from gateway.service.chat import ChatTask
+from gateway.service.types import ChatTask
 
 router = APIRouter(tags=["openai"])
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503)}
@@ -51,7 +52,8 @@ def to_task(body: ChatCompletionRequest) -> ChatTask:
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, services: ServicesDep, tenant: TenantDep
 ) -> Response:
-    prepared = services.chat.prepare(to_task(body), tenant)
+    with refusals_recorded(request):
+        prepared = services.chat.prepare(to_task(body), tenant)
     headers = adapter_headers(prepared.adapter_name, prepared.adapter_version, services)
     if prepared.constraint is not None and prepared.constraint.name:
         headers["X-Gateway-Schema"] = prepared.constraint.name

@@ -9,6 +9,7 @@ from gateway.api.chat import adapter_headers
 from gateway.api.deps import ServicesDep, TenantDep
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.protocol import ClassifyRequest, ClassifyResponse, ErrorResponse, Usage
+from gateway.api.refusals import refusals_recorded
 
 router = APIRouter(tags=["classify"])
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503)}
@@ -18,8 +19,9 @@ ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 4
 async def classify(
     body: ClassifyRequest, request: Request, services: ServicesDep, tenant: TenantDep
 ) -> JSONResponse:
-    work = services.classify.classify(body.text, body.adapter, tenant)
-    found = await cancel_on_disconnect(request, work)
+    with refusals_recorded(request):
+        prepared = services.classify.prepare(body.text, body.adapter, tenant)
+    found = await cancel_on_disconnect(request, services.classify.run(prepared))
     adapter = found.adapter or services.settings.served_model_name
     response = ClassifyResponse(
         **found.as_dict(),

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway import errors
+from gateway.api.refusals import refusals_recorded, refused
 from gateway.service import Services
 from gateway.tenancy import Tenant
 from gateway.tenancy.keys import key_matches
@@ -15,7 +16,9 @@ from gateway.tenancy.keys import key_matches
 def _services(request: Request) -> Services:
     services: Services | None = getattr(request.app.state, "services", None)
     if services is None or not services.engine.is_ready:
-        raise errors.EngineUnavailable("the engine is starting or has stopped; retry shortly")
+        exc = errors.EngineUnavailable("the engine is starting or has stopped; retry shortly")
+        refused(request, exc)
+        raise exc
     return services
 
 
@@ -33,7 +36,8 @@ def _tenant(request: Request, services: ServicesDep) -> Tenant | None:
     if services.is_open:
         request.state.tenant_name = "open"
         return None  # local development: start-up allows this on loopback only
-    tenant = services.tenants.authenticate(bearer_key(request))
+    with refusals_recorded(request):
+        tenant = services.tenants.authenticate(bearer_key(request))
     request.state.tenant_name = tenant.name  # for counting requests refused later
     return tenant
 

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from gateway import errors
+from gateway.api.refusals import refused
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +43,6 @@ def _describe(exc: RequestValidationError) -> tuple[str, str | None]:
     return f"{param or 'body'}: {first.get('msg', 'invalid value')}", param
 
 
-ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/classify": "classify"}
-
-
-def count_refusal(request: Request, exc: errors.GatewayError) -> None:
-    """Requests refused before admission (bad input, keys, access) count too; errors the
-    service already counted are marked ``recorded``."""
-    endpoint = ENDPOINTS.get(request.url.path)
-    services = getattr(request.app.state, "services", None)
-    if endpoint is None or services is None or exc.recorded:
-        return
-    metrics = services.metrics
-    tenant = getattr(request.state, "tenant_name", None) or "unauthenticated"
-    labels = metrics.request_labels(tenant, "unresolved", None, endpoint)
-    metrics.requests.labels(**labels, outcome="error", code=exc.code).inc()
-
-
 def allowed_methods(request: Request) -> list[str]:
     """Methods of the most specific route templates matching the path: for
     ``/admin/adapters/x/promote`` that is ``.../{name}/promote``, not ``{name}/{version}``."""
@@ -76,15 +61,14 @@ def allowed_methods(request: Request) -> list[str]:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.GatewayError)
-    async def _gateway(request: Request, exc: errors.GatewayError) -> JSONResponse:
-        count_refusal(request, exc)
-        return error_response(exc)
+    async def _gateway(_: Request, exc: errors.GatewayError) -> JSONResponse:
+        return error_response(exc)  # counted where it was raised (see ``api.refusals``)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = _describe(exc)
         error = errors.InvalidRequest(message, param=param)
-        count_refusal(request, error)
+        refused(request, error)  # raised before the route runs: never admitted
         return error_response(error)
 
     @app.exception_handler(HTTPException)
@@ -103,5 +87,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return error_response(errors.GatewayError("internal error"))
+        return error_response(errors.traced(errors.GatewayError, "internal error", log, exc))

@@ -1,6 +1,6 @@
 """Server-sent events in the OpenAI chunk format.
 
-The first engine chunk is awaited before the response starts, so errors the engine
+The first delta is awaited before the response starts, so errors the engine
 raises on admission (e.g. a schema its backend cannot enforce) still get a proper
 4xx status. Later failures end the stream with an ``error`` event and no ``[DONE]``,
 which the OpenAI SDK raises as an ``APIError``.
@@ -16,7 +16,7 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 
 from gateway import errors
-from gateway.engine.types import GenerationChunk
+from gateway.service.types import StreamDelta
 
 
 def _event(payload: dict[str, Any]) -> str:
@@ -24,14 +24,14 @@ def _event(payload: dict[str, Any]) -> str:
 
 
 async def sse_response(
-    chunks: AsyncIterator[GenerationChunk],
+    deltas: AsyncIterator[StreamDelta],
     *,
     completion_id: str,
     model: str,
     include_usage: bool,
     headers: dict[str, str],
 ) -> StreamingResponse:
-    first = await anext(chunks)  # may raise a GatewayError -> normal error response
+    first = await anext(deltas)  # may raise a GatewayError -> normal error response
     created = int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None) -> str:
@@ -47,7 +47,7 @@ async def sse_response(
             }
         )
 
-    def events(current: GenerationChunk) -> list[str]:
+    def events(current: StreamDelta) -> list[str]:
         out = [chunk({"content": current.text}, None)] if current.text else []
         if current.finish_reason is not None:
             out.append(chunk({}, current.finish_reason))
@@ -68,12 +68,12 @@ async def sse_response(
         # the same step go out together (a 1-token answer is one write, not five). The
         # service's generator is read to its end, so it closes its admission normally.
         head = [chunk({"role": "assistant", "content": ""}, None)]
-        current: GenerationChunk | None = first
+        current: StreamDelta | None = first
         try:
             while current is not None:
                 yield "".join([*head, *events(current)])
                 head = []
-                current = await anext(chunks, None)
+                current = await anext(deltas, None)
         except errors.GatewayError as exc:
             yield _event(exc.to_body())
 

@@ -2,8 +2,8 @@
 
 vLLM's CPU worker warns when libtcmalloc and libiomp are not in ``LD_PRELOAD``. The
 engine core is a spawned process, so variables set here before the engine starts reach
-the process that does the compute. ``gateway bench perf --runtime`` measures the
-choices; ``auto`` is the one that measured best (see README, "CPU runtime").
+the process that does the compute. ``gateway bench runtime`` measures the choices;
+``auto`` is the one that measured best (see docs/benchmarks.md, "CPU runtime").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ service (and its unit tests) can depend on these without loading the engine."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -41,7 +41,6 @@ class GenerationChunk:
     num_prompt_tokens: int
     num_output_tokens: int
     finish_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

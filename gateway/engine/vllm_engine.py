@@ -1,7 +1,8 @@
-"""The only module that imports vLLM: AsyncLLM lifecycle, LoRA requests, sampling params.
+"""vLLM itself: AsyncLLM lifecycle, LoRA requests, sampling params.
 
 It speaks the small vocabulary of ``engine.types`` and turns vLLM's exceptions into
-the gateway's own, so nothing above this layer knows which engine runs.
+the gateway's own (``engine.failures`` decides which), so nothing above this layer
+knows which engine runs. No module outside ``gateway.engine`` imports vLLM.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors
+from gateway.common.prompts import render_prompt
+from gateway.engine.failures import (
+    adapter_failure,
+    check_adapter_files,
+    engine_failure,
+    generation_failure,
+)
 from gateway.engine.types import EngineStats, GenerationChunk, GenerationParams, LoraRef
 
 log = logging.getLogger(__name__)
@@ -70,6 +78,43 @@ def engine_args(opts: EngineOptions) -> Any:
     )
 
 
+def build_llm(opts: EngineOptions, stat_loggers: list[Any] | None = None) -> Any:
+    """vLLM's ``AsyncLLM`` for ``opts`` (blocking: tens of seconds). The performance
+    benchmark's bare side uses it too, so both sides run one engine build."""
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    return AsyncLLM.from_engine_args(engine_args(opts), stat_loggers=stat_loggers)
+
+
+def sampling_params(params: GenerationParams) -> Any:
+    """vLLM's ``SamplingParams`` for one generation, streamed as deltas."""
+    from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
+
+    structured = None
+    if params.json_schema is not None:
+        structured = StructuredOutputsParams(json=params.json_schema)
+    elif params.json_object:
+        structured = StructuredOutputsParams(json_object=True)
+    return SamplingParams(
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        seed=params.seed,
+        stop=list(params.stop) or None,
+        structured_outputs=structured,
+        output_kind=RequestOutputKind.DELTA,
+    )
+
+
+def lora_request(lora: LoraRef | None) -> Any:
+    """vLLM's ``LoRARequest`` for ``lora``; None runs the base model."""
+    if lora is None:
+        return None
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest(lora.name, lora.lora_id, lora.path)
+
+
 class VllmEngine:
     """An in-process ``AsyncLLM`` plus the model's tokenizer (for chat templates)."""
 
@@ -89,15 +134,13 @@ class VllmEngine:
     async def start(self) -> None:
         """Build the engine and prove it can generate before reporting ready."""
         from transformers import AutoTokenizer
-        from vllm.v1.engine.async_llm import AsyncLLM
 
         opts = self.options
         started = time.perf_counter()
-        args = engine_args(opts)
         self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, opts.model_path)
         # Building the engine takes tens of seconds; off the event loop, /health answers.
         loggers = [_stats_bridge(self)] if self.on_stats is not None else None
-        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, args, stat_loggers=loggers)
+        self._llm = await asyncio.to_thread(build_llm, opts, loggers)
         probe = GenerationParams(
             request_id=f"ready-probe-{uuid.uuid4().hex}",
             prompt_token_ids=self.encode_chat([{"role": "user", "content": "Hi"}]),
@@ -116,42 +159,39 @@ class VllmEngine:
             self._llm = None
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        """Render the model's own chat template once, straight to token ids."""
-        ids = self._tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-        if hasattr(ids, "input_ids"):  # transformers 5 may return a BatchEncoding
-            ids = ids["input_ids"]
-        return list(ids)
+        """The model's own chat template, rendered the way training renders it."""
+        return render_prompt(self._tokenizer, messages)
 
     async def add_lora(self, lora: LoraRef) -> None:
-        from vllm.lora.request import LoRARequest
-
+        """Load ``lora`` into the engine; its files are checked here first, where a bad
+        file is still known by its exception type (see ``engine.failures``)."""
         self._require_engine()
+        lora_config = self._llm.vllm_config.lora_config
+        await asyncio.to_thread(check_adapter_files, lora.name, lora.path, lora_config)
         try:
-            await self._llm.add_lora(LoRARequest(lora.name, lora.lora_id, lora.path))
-        except Exception as exc:  # vLLM raises plain errors for bad adapter files
-            raise errors.InvalidRequest(f"adapter {lora.name!r} failed to load: {exc}") from exc
+            await self._llm.add_lora(lora_request(lora))
+        except Exception as exc:
+            raise self._noted(adapter_failure(exc, lora.name)) from exc
 
     async def remove_lora(self, lora_id: int) -> bool:
         self._require_engine()
-        return bool(await self._llm.remove_lora(lora_id))
+        try:
+            return bool(await self._llm.remove_lora(lora_id))
+        except Exception as exc:
+            failure = engine_failure(exc, f"the engine failed to unload adapter id {lora_id}")
+            raise self._noted(failure) from exc
 
     async def generate(self, params: GenerationParams) -> AsyncIterator[GenerationChunk]:
         """Stream deltas; map every engine failure to a ``GatewayError``."""
-        from vllm.exceptions import VLLMValidationError
-        from vllm.v1.engine.exceptions import EngineDeadError
-
         self._require_engine()
-        sampling = self._sampling_params(params)
-        lora = self._lora_request(params.lora)
         num_output = 0
         try:
+            sampling = sampling_params(params)
             async for out in self._llm.generate(
                 {"prompt_token_ids": params.prompt_token_ids},
                 sampling,
                 params.request_id,
-                lora_request=lora,
+                lora_request=lora_request(params.lora),
             ):
                 completion = out.outputs[0]
                 num_output += len(completion.token_ids)
@@ -161,54 +201,20 @@ class VllmEngine:
                     num_output_tokens=num_output,
                     finish_reason=completion.finish_reason if out.finished else None,
                 )
-        except VLLMValidationError as exc:
-            if params.json_schema is not None or params.json_object:
-                raise errors.SchemaUnsupported(
-                    f"the {self.options.structured_backend} backend cannot enforce this "
-                    f"schema: {exc}",
-                    param="response_format",
-                ) from exc
-            raise errors.InvalidRequest(str(exc)) from exc
-        except EngineDeadError as exc:
+        except Exception as exc:  # cancellation is a BaseException and passes untouched
+            failure = generation_failure(
+                exc,
+                request_id=params.request_id,
+                constrained=params.json_schema is not None or params.json_object,
+                backend=self.options.structured_backend,
+            )
+            raise self._noted(failure) from exc
+
+    def _noted(self, failure: errors.GatewayError) -> errors.GatewayError:
+        """A dead engine stops reporting ready at once; the server's watchdog acts on it."""
+        if isinstance(failure, errors.EngineUnavailable):
             self._ready = False
-            raise errors.EngineUnavailable("the inference engine has stopped") from exc
-        except (asyncio.CancelledError, errors.GatewayError):
-            raise
-        except ValueError as exc:
-            raise errors.InvalidRequest(str(exc)) from exc
-        except Exception as exc:
-            log.exception("engine failure on %s", params.request_id)
-            raise errors.EngineFailed(f"engine error: {type(exc).__name__}") from exc
-
-    def _sampling_params(self, params: GenerationParams) -> Any:
-        from vllm.sampling_params import (
-            RequestOutputKind,
-            SamplingParams,
-            StructuredOutputsParams,
-        )
-
-        structured = None
-        if params.json_schema is not None:
-            structured = StructuredOutputsParams(json=params.json_schema)
-        elif params.json_object:
-            structured = StructuredOutputsParams(json_object=True)
-        return SamplingParams(
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            seed=params.seed,
-            stop=list(params.stop) or None,
-            structured_outputs=structured,
-            output_kind=RequestOutputKind.DELTA,
-        )
-
-    @staticmethod
-    def _lora_request(lora: LoraRef | None) -> Any:
-        if lora is None:
-            return None
-        from vllm.lora.request import LoRARequest
-
-        return LoRARequest(lora.name, lora.lora_id, lora.path)
+        return failure
 
     def _require_engine(self) -> None:
         if self._llm is None or self._llm.errored:

@@ -10,7 +10,6 @@ least recently used version that no request holds.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from gateway.engine.types import EngineClient, LoraRef
 class _Slot:
     lora: LoraRef
     leases: int = 0
-    loaded_at: float = 0.0
 
 
 class Residency:
@@ -55,7 +53,7 @@ class Residency:
                 if slot is None:
                     await self._make_room()
                     await self.engine.add_lora(lora)
-                    slot = _Slot(lora, loaded_at=time.monotonic())
+                    slot = _Slot(lora)
                     self._slots[lora.lora_id] = slot
                     self._event(lora.name, "loads")
         slot.leases += 1

@@ -10,7 +10,7 @@ from gateway.models import ModelInfo
 from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
 from gateway.registry.state import RegistryState
-from gateway.registry.store import AdapterStore, StoreLimits
+from gateway.registry.store import AdapterStore, store_limits
 from gateway.service.chat import ChatService
 from gateway.service.classify import ClassifyService
 from gateway.service.schemas import SchemaRegistry
@@ -40,15 +40,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, engine: EngineClient, base_model: ModelInfo) -> Services:
-        store = AdapterStore(
-            settings.adapter_store,
-            StoreLimits(
-                base_fingerprint=base_model.fingerprint,
-                max_rank=settings.max_lora_rank,
-                target_modules=frozenset(settings.lora_target_modules),
-                max_bytes=settings.max_adapter_bytes,
-            ),
-        )
+        store = AdapterStore(settings.adapter_store, store_limits(settings, base_model))
         adapters = AdapterRegistry(
             store, RegistryState.load(settings.registry_path), engine, settings.max_cpu_loras
         )

@@ -3,6 +3,11 @@
 A request is charged to its tenant's limits, pinned to the adapter version current at
 that moment (a lease the registry honours across promotions and evictions), and measured;
 all three are undone or recorded exactly once when it ends, however it ends.
+
+The outcome of every request that reaches admission is recorded here and nowhere else,
+whether it is turned away at the door or ends inside. What is refused earlier (a bad
+key, a malformed body, a forbidden adapter) is recorded by the HTTP layer, where it is
+refused: where an error is raised decides who counts it.
 """
 
 from __future__ import annotations
@@ -12,17 +17,14 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from gateway import errors
 from gateway.engine.types import GenerationParams
 from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
 from gateway.service.recording import RequestRecorder
+from gateway.service.types import PreparedChat
 from gateway.tenancy import Limiter
-
-if TYPE_CHECKING:
-    from gateway.service.chat import PreparedChat
 
 RECENT_REQUESTS = 10_000  # engine stats name requests by id after they finish
 
@@ -70,17 +72,14 @@ class AdmissionControl:
             self.recent_labels.popitem(last=False)
         if self.capacity is not None and self.in_flight >= self.capacity:
             recorder.rejected("overloaded", code="overloaded")
-            exc = errors.Overloaded(
+            raise errors.Overloaded(
                 f"the gateway is at capacity ({self.capacity} requests in flight); retry shortly"
             )
-            exc.recorded = True
-            raise exc
         reserve = len(params.prompt_token_ids) + params.max_tokens
         try:
             lease = self.limiter.admit(tenant, reserve) if tenant else None
         except errors.RateLimited as exc:
             recorder.rejected(exc.reason)
-            exc.recorded = True
             raise
         admission = Admission(params, recorder)
         running = self.metrics.requests_running.labels(tenant=labels["tenant"])
@@ -97,7 +96,6 @@ class AdmissionControl:
             code = None
         except errors.GatewayError as exc:
             code = exc.code
-            exc.recorded = True
             raise
         except (asyncio.CancelledError, GeneratorExit):
             code = "cancelled"

@@ -6,9 +6,10 @@ is touched, so a bad request costs no engine time and cannot disturb others.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from gateway import errors
@@ -20,54 +21,13 @@ from gateway.registry.store import AdapterVersion
 from gateway.service.admission import Admission, AdmissionControl
 from gateway.service.recording import RequestRecorder
 from gateway.service.schemas import SchemaRegistry
+from gateway.service.types import ChatResult, ChatTask, PreparedChat, StreamDelta
 from gateway.service.validation import Constraint, check_output
 from gateway.tenancy import Limiter, Tenant
 
+log = logging.getLogger(__name__)
+
 RETRY_TEMPERATURE = 0.7
-
-
-@dataclass(frozen=True)
-class ChatTask:
-    """A chat request in the service's own terms (the HTTP layer builds it)."""
-
-    messages: list[dict[str, str]]
-    model: str | None = None
-    response_format: dict[str, Any] | None = None
-    max_tokens: int | None = None
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-    budget: int | None = None  # the server's own default (e.g. classify), clamped to caps
-
-
-@dataclass(frozen=True)
-class PreparedChat:
-    """A checked request, pinned to the adapter version current when it was admitted."""
-
-    params: GenerationParams
-    adapter: AdapterVersion | None
-    constraint: Constraint | None
-    tenant: Tenant | None = None  # None: open mode (no keys, no limits)
-    endpoint: str = "chat"
-
-    @property
-    def adapter_name(self) -> str | None:
-        return self.adapter.name if self.adapter else None
-
-    @property
-    def adapter_version(self) -> str | None:
-        return self.adapter.version if self.adapter else None
-
-
-@dataclass(frozen=True)
-class ChatResult:
-    text: str
-    parsed: Any
-    finish_reason: str
-    num_prompt_tokens: int
-    num_output_tokens: int
-    attempts: int
 
 
 class ChatService:
@@ -217,7 +177,7 @@ class ChatService:
             )
         raise AssertionError("unreachable")
 
-    async def stream(self, prepared: PreparedChat) -> AsyncIterator[GenerationChunk]:
+    async def stream(self, prepared: PreparedChat) -> AsyncIterator[StreamDelta]:
         """Deltas as they come; a structured output is still validated at the end, and
         an invalid one ends the stream with the typed error instead of success."""
         text = ""
@@ -232,7 +192,7 @@ class ChatService:
                     except errors.OutputError as exc:
                         admission.recorder.output_failed(exc.code, retrying=False)
                         raise
-                yield chunk
+                yield StreamDelta.of(chunk)
 
     async def _collect(
         self, params: GenerationParams, recorder: RequestRecorder
@@ -245,7 +205,7 @@ class ChatService:
             recorder.on_chunk(chunk, earlier)
             last = chunk
         if last is None:
-            raise errors.EngineFailed("the engine returned no output")
+            raise errors.traced(errors.EngineFailed, "the engine returned no output", log)
         return "".join(parts), last
 
     @staticmethod

@@ -1,7 +1,8 @@
 """One request's measurements, written to the metrics once, when the request ends.
 
 Kept apart from the chat service so that generation logic and bookkeeping do not mix;
-the service calls ``on_chunk`` as tokens arrive and ``finish`` exactly once.
+the service calls ``on_chunk`` as tokens arrive and ``finish`` exactly once. Requests
+refused before admission have nothing to measure: ``record_refusal`` counts them.
 """
 
 from __future__ import annotations
@@ -50,3 +51,9 @@ class RequestRecorder:
             if self.num_output_tokens > 1:
                 per_token = (now - self.first_token_at) / (self.num_output_tokens - 1)
                 m.tpot_seconds.labels(**labels).observe(per_token)
+
+
+def record_refusal(metrics: GatewayMetrics, tenant: str, endpoint: str, code: str) -> None:
+    """A request refused before admission: a bad key, body or parameter, or access."""
+    labels = metrics.request_labels(tenant, "unresolved", None, endpoint)
+    metrics.requests.labels(**labels, outcome="error", code=code).inc()

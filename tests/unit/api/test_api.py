@@ -210,6 +210,9 @@ def test_admission_error_in_stream_is_a_normal_error_response(
     res = chat(client, response_format=schema_format(), stream=True)
     assert res.status_code == 400
     assert res.json()["error"]["code"] == "schema_unsupported"
+    counted = [line for line in client.get("/metrics").text.splitlines()
+               if line.startswith("gateway_requests_total{")]  # fmt: skip
+    assert [line.rsplit(" ", 1)[1] for line in counted] == ["1.0"]  # by admission, once
 
 
 def test_developer_role_and_text_parts(client: TestClient, engine: FakeEngine) -> None:

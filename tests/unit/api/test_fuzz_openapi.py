@@ -9,14 +9,13 @@ Cases per route: ``GATEWAY_FUZZ_EXAMPLES`` (default 25 in CI; e.g. 500 on demand
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
 import yaml
-from fastapi.testclient import TestClient
+from fastapi import FastAPI
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
@@ -25,14 +24,16 @@ from gateway.server import create_app
 from gateway.tenancy import hash_key
 from tests.adapter_factory import FAKE_BASE, make_peft_folder
 from tests.fake_engine import FakeEngine
+from tests.unit.conftest import running
 
 MODEL_OUTPUT_ERRORS = ("output_invalid", "output_truncated")
 EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "25"))
 TENANT_KEY = "fuzz-tenant-key-0123456789abcdef"
 ADMIN_KEY = "fuzz-admin-key-0123456789abcdef0"
+ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 
 
-def build_app(root: Path):
+def build_app(root: Path) -> FastAPI:
     make_peft_folder(root / "store" / "tenant-a" / "v1")
     tenants = root / "tenants.yaml"
     tenants.write_text(yaml.safe_dump({"tenants": [
@@ -46,19 +47,29 @@ def build_app(root: Path):
     return create_app(settings, lambda _: (FakeEngine(), FAKE_BASE), exit_on_failure=False)
 
 
-_ROOT = Path(os.environ.get("TMPDIR", "/tmp")) / f"gateway-fuzz-{os.getpid()}"
-APP = build_app(_ROOT)
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+# Read from the app object, not requested from it: nothing starts and nothing is written
+# at import. The requests go to the started app below, whose files live in pytest's temp dir.
+schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def running() -> Iterator[None]:
-    with TestClient(APP) as client:  # runs the lifespan: services up, like a real start
-        deadline = time.monotonic() + 10
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, APP.state.startup_error
-            time.sleep(0.01)
-        yield
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ASGIApp]:
+    app = build_app(tmp_path_factory.mktemp("fuzz"))
+    with running(app):  # the lifespan runs here: services up, like a real start
+        yield without_lifespan(app)
+
+
+def without_lifespan(app: FastAPI) -> ASGIApp:
+    """schemathesis starts the lifespan of any app it calls and stops it only at exit.
+    This app's lifespan is the fixture's, so the wrapper refuses the lifespan scope, which
+    the ASGI spec defines as "no lifespan support": the caller then just sends requests."""
+
+    async def forward(scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "lifespan":
+            raise NotImplementedError("the fixture runs this app's lifespan")
+        await app(scope, receive, send)
+
+    return forward
 
 
 def keys_for(path: str, valid: bool) -> dict[str, str]:
@@ -68,8 +79,8 @@ def keys_for(path: str, valid: bool) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def check(case, valid: bool) -> None:
-    response = case.call(headers=keys_for(case.path, valid))
+def check(case, app: ASGIApp, valid: bool) -> None:
+    response = case.call(app=app, headers=keys_for(case.path, valid))
     code = response.json().get("error", {}).get("code") if response.status_code >= 500 else None
     # The one documented 5xx a correct gateway sends: a typed 502 when the model's output
     # fails the schema (the test double answers "hello" to everything). Anything else
@@ -97,11 +108,11 @@ FUZZ = hypothesis_settings(max_examples=EXAMPLES, deadline=None,
 
 @schema.parametrize()
 @FUZZ
-def test_with_valid_keys(case) -> None:
-    check(case, valid=True)
+def test_with_valid_keys(case, served: ASGIApp) -> None:
+    check(case, served, valid=True)
 
 
 @schema.parametrize()
 @FUZZ
-def test_with_a_wrong_key(case) -> None:
-    check(case, valid=False)
+def test_with_a_wrong_key(case, served: ASGIApp) -> None:
+    check(case, served, valid=False)

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from gateway import errors
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.config import Settings
+from gateway.server import create_app
+from tests.adapter_factory import FAKE_BASE
 from tests.fake_engine import FakeEngine
-from tests.unit.conftest import started_client
+from tests.unit.conftest import running, started_client, wait_for
 
 
 def _chat(client, **extra):
@@ -23,11 +24,9 @@ def _chat(client, **extra):
     return client.post("/v1/chat/completions", json=body)
 
 
-def test_past_capacity_requests_are_shed_fast_with_retry_after(
-    settings: Settings, tmp_path: Path
-) -> None:
+def test_past_capacity_requests_are_shed_fast_with_retry_after(settings: Settings) -> None:
     settings = settings.model_copy(update={"max_num_seqs": 1, "max_waiting_requests": 1})
-    engine = FakeEngine(delay_s=0.3)  # "hello" = 2 chunks: 0.6 s in flight
+    engine = FakeEngine(hold=threading.Event())  # admitted requests stay in flight
     for client in started_client(settings, engine):
         results: list[int] = []
 
@@ -37,9 +36,10 @@ def test_past_capacity_requests_are_shed_fast_with_retry_after(
         threads = [threading.Thread(target=send) for _ in range(2)]
         for t in threads:
             t.start()
-        time.sleep(0.15)  # both admitted and running
+        wait_for(lambda: len(engine.calls) == 2, lambda: "the two requests were not admitted")
         shed = _chat(client)
         finished_before_shed = list(results)
+        engine.hold.set()
         for t in threads:
             t.join()
         assert shed.status_code == 503 and shed.json()["error"]["code"] == "overloaded"
@@ -71,9 +71,8 @@ def test_disconnect_cancels_the_work_and_reports_it() -> None:
             return self.calls > 1
 
     async def go() -> None:
-        with pytest.raises(errors.ClientDisconnected) as caught:
-            await cancel_on_disconnect(GoneRequest(), work())  # type: ignore[arg-type]
-        assert caught.value.recorded
+        with pytest.raises(errors.ClientDisconnected):
+            await cancel_on_disconnect(GoneRequest(), work(), poll_s=0)  # type: ignore[arg-type]
 
     asyncio.run(go())
     assert cancelled.is_set()  # the 10 s job was cancelled, not awaited
@@ -81,30 +80,38 @@ def test_disconnect_cancels_the_work_and_reports_it() -> None:
 
 def test_connected_client_gets_the_result() -> None:
     class Here:
+        calls = 0
+
         async def is_disconnected(self) -> bool:
+            self.calls += 1
             return False
 
+    here = Here()
+
     async def work() -> int:
-        await asyncio.sleep(0.3)
+        while here.calls < 3:  # still running across several checks of the client
+            await asyncio.sleep(0)
         return 7
 
-    assert asyncio.run(cancel_on_disconnect(Here(), work())) == 7  # type: ignore[arg-type]
+    result = asyncio.run(cancel_on_disconnect(here, work(), poll_s=0))  # type: ignore[arg-type]
+    assert result == 7
 
 
 def test_engine_death_turns_ready_false_with_the_reason(settings: Settings) -> None:
     engine = FakeEngine()
-    for client in started_client(settings, engine):
+    app = create_app(
+        settings, lambda _: (engine, FAKE_BASE), exit_on_failure=False, engine_poll_s=0.001
+    )
+    with running(app) as client:
         assert client.get("/ready").status_code == 200
         engine.ready = False  # what VllmEngine reports once AsyncLLM.errored
-        deadline = time.monotonic() + 5
-        while client.get("/ready").status_code == 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        time.sleep(1.2)  # the watchdog's poll
-        body = client.get("/ready").json()
-        assert body["status"] == "not_ready"
-        assert body["reason"] == "the inference engine has stopped"
-        assert client.app.state.engine_died
+        wait_for(lambda: app.state.engine_died, lambda: "the watchdog did not notice")
+        res = client.get("/ready")
+        assert res.status_code == 503
+        assert res.json() == {
+            "status": "not_ready",
+            "reason": "the inference engine has stopped",
+        }
 
 
 HOSTILE = [
@@ -166,3 +173,21 @@ def test_formats_a_backend_may_ignore_are_enforced_by_validation(
     assert res.status_code == 502 and res.json()["error"]["code"] == "output_invalid"
     engine.outputs = [out(f'{{"v":"{good}"}}')]
     assert _chat(client, response_format=rf).status_code == 200
+
+
+def test_an_unforeseen_failure_is_a_500_whose_id_is_logged(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    for client in started_client(settings, FakeEngine(fail_with=RuntimeError("a bug"))):
+        quiet = TestClient(client.app, raise_server_exceptions=False)  # the app runs already
+        res = _chat(quiet)
+        metrics = client.get("/metrics").text
+    assert res.status_code == 500
+    error = res.json()["error"]
+    assert error["code"] == "internal_error" and error["id"] in error["message"]
+    [logged] = [r for r in caplog.records if error["id"] in r.getMessage()]
+    assert logged.exc_info and str(logged.exc_info[1]) == "a bug"
+    [counted] = [
+        line for line in metrics.splitlines() if line.startswith("gateway_requests_total{")
+    ]
+    assert 'code="internal_error"' in counted and counted.endswith(" 1.0")  # by admission only

@@ -175,4 +175,5 @@ def test_admin_upload_over_http(tenant_gateway) -> None:
         for v in a["versions"]
     }
     assert "v9" in versions
-    assert client.post(url, content=archive(), headers=auth(ADMIN)).status_code == 400  # exists
+    again = client.post(url, content=archive(), headers=auth(ADMIN))
+    assert again.status_code == 409 and again.json()["error"]["code"] == "adapter_version_exists"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import errors
 from gateway.observability.metrics import OTHER, LabelFolder
 from tests.unit.conftest import script
 from tests.unit.tenancy_setup import ALPHA, ANSWER, BETA, auth, classify
@@ -104,3 +105,23 @@ def test_refusals_before_admission_are_counted_once(tenant_gateway) -> None:
     assert value(found, total, tenant="beta", code="adapter_forbidden") == 1
     assert value(found, total, tenant="alpha", code="invalid_request") == 1
     assert value(found, total, tenant="alpha", code="output_invalid") == 1
+
+
+def test_each_request_is_counted_once_wherever_it_ends(tenant_gateway) -> None:
+    """Before admission (the API counts it), at admission and in the engine (admission
+    counts both): one request, one count, whichever component ended it."""
+    client, engine, _ = tenant_gateway
+    script(engine, ANSWER)
+    responses = [classify(client, BETA) for _ in range(4)]  # 3 a minute: the 4th is refused
+    responses.append(classify(client, BETA, adapter="tenant-a"))  # not beta's adapter
+    engine.fail_with = errors.EngineFailed("boom", error_id="err-test")
+    responses.append(classify(client, ALPHA))
+    assert [r.status_code for r in responses] == [200, 200, 200, 429, 403, 500]
+    assert responses[-1].json()["error"]["id"] == "err-test"
+    found = samples(client)
+    total = "gateway_requests_total"
+    assert value(found, total) == len(responses)
+    assert value(found, total, tenant="beta", outcome="success") == 3
+    assert value(found, total, tenant="beta", outcome="rejected", code="rate_limited") == 1
+    assert value(found, total, tenant="beta", code="adapter_forbidden") == 1
+    assert value(found, total, tenant="alpha", code="engine_error") == 1
