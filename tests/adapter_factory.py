@@ -10,10 +10,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gateway.models import ModelInfo
 
+if TYPE_CHECKING:
+    from transformers import LlamaConfig
+
 FAKE_BASE = ModelInfo("fake-base", Path("/nonexistent"), "f" * 64)
+
+
+def tiny_llama_config(vocab_size: int, **extra: Any) -> LlamaConfig:
+    """Two layers, 32 wide: the real Llama architecture, small enough to train in a test."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        **extra,
+    )
 
 
 def make_random_adapter(

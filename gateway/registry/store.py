@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import errors
+from gateway.common.names import NAME_RULE, is_valid_name
+from gateway.errors import AdapterInvalid
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+if TYPE_CHECKING:
+    from gateway.config import Settings
+    from gateway.models import ModelInfo
+
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "manifest.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 REQUIRED_MANIFEST_KEYS = ("name", "version", "base_model", "lora", "system_prompt", "labels")
@@ -29,16 +33,22 @@ _DTYPE_BYTES = {
 }  # fmt: skip
 
 
-class AdapterInvalid(errors.InvalidRequest):
-    code = "adapter_invalid"
-
-
 @dataclass(frozen=True)
 class StoreLimits:
     base_fingerprint: str
     max_rank: int
     target_modules: frozenset[str]
     max_bytes: int
+
+
+def store_limits(settings: Settings, base: ModelInfo) -> StoreLimits:
+    """What this gateway accepts: the server and a training run check the same limits."""
+    return StoreLimits(
+        base_fingerprint=base.fingerprint,
+        max_rank=settings.max_lora_rank,
+        target_modules=frozenset(settings.lora_target_modules),
+        max_bytes=settings.max_adapter_bytes,
+    )
 
 
 @dataclass(frozen=True)
@@ -57,12 +67,8 @@ class AdapterVersion:
 
 
 def check_name(value: str, what: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise AdapterInvalid(
-            f"{what} {value!r} must be 1-64 characters of letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit",
-            param=what,
-        )
+    if not is_valid_name(value):
+        raise AdapterInvalid(f"{what} {value!r} must be {NAME_RULE}", param=what)
     return value
 
 
@@ -105,13 +111,14 @@ class AdapterStore:
     def check_folder(self, folder: Path, name: str, version: str) -> AdapterVersion:
         where = f"adapter {name}/{version}"
         total = 0
-        for entry in os.scandir(folder):
-            mode = entry.stat(follow_symlinks=False).st_mode
-            if entry.name.endswith(PICKLE_SUFFIXES):
-                raise AdapterInvalid(f"{where}: {entry.name} is a pickle file; use safetensors")
-            if not stat.S_ISREG(mode):
-                raise AdapterInvalid(f"{where}: {entry.name} is not a regular file")
-            total += entry.stat(follow_symlinks=False).st_size
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if entry.name.endswith(PICKLE_SUFFIXES):
+                    raise AdapterInvalid(f"{where}: {entry.name} is a pickle file; use safetensors")
+                if not stat.S_ISREG(mode):
+                    raise AdapterInvalid(f"{where}: {entry.name} is not a regular file")
+                total += entry.stat(follow_symlinks=False).st_size
         missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
         if missing:
             raise AdapterInvalid(f"{where}: missing {', '.join(missing)}")
@@ -139,16 +146,19 @@ class AdapterStore:
     def _check_config(self, config: dict[str, Any], where: str) -> int:
         if config.get("peft_type", "LORA") != "LORA":
             raise AdapterInvalid(f"{where}: peft_type {config.get('peft_type')!r} is not LORA")
-        rank = config.get("r")
+        rank, modules = config.get("r"), config.get("target_modules")
+        self.check_lora(rank, modules, where)
+        return rank
+
+    def check_lora(self, rank: Any, modules: Any, where: str) -> None:
+        """Rank and target modules within this gateway's limits (training checks up front)."""
         if not isinstance(rank, int) or not 0 < rank <= self.limits.max_rank:
             raise AdapterInvalid(f"{where}: rank {rank!r} is outside 1..{self.limits.max_rank}")
-        modules = config.get("target_modules")
         if not isinstance(modules, list) or not modules:
             raise AdapterInvalid(f"{where}: target_modules must be a list of module names")
         unsupported = sorted(set(modules) - self.limits.target_modules)
         if unsupported:
             raise AdapterInvalid(f"{where}: unsupported target modules {unsupported}")
-        return rank
 
     def _check_manifest(self, manifest: dict[str, Any], where: str) -> None:
         missing = [k for k in REQUIRED_MANIFEST_KEYS if k not in manifest]

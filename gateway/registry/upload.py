@@ -2,41 +2,40 @@
 
 The archive is untrusted. Only regular files with plain names are taken (no folders
 beyond one optional top level, no links, no devices, no ``..``), sizes are capped
-before anything is written, and the result is validated like any store folder before
-one atomic rename makes it visible. A refused upload leaves nothing behind.
+before anything is written, and the result is validated and published like any new
+version (``gateway.registry.publish``). A refused upload leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
-from gateway.fileio import make_readable
-from gateway.registry.store import NAME_RE, AdapterInvalid, AdapterStore, AdapterVersion
+from gateway import errors
+from gateway.common.names import is_valid_name
+from gateway.registry.publish import publish, staging
+from gateway.registry.store import AdapterInvalid, AdapterStore, AdapterVersion
 
 MAX_MEMBERS = 32
+log = logging.getLogger(__name__)
 
 
 def install_archive(store: AdapterStore, name: str, version: str, archive: Path) -> AdapterVersion:
-    """Unpack ``archive`` as ``name/version``; raises ``AdapterInvalid`` and cleans up."""
-    target = store.version_dir(name, version)
-    if target.exists():
-        raise AdapterInvalid(f"{name}/{version} already exists in the store", param="version")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".upload-{version}-", dir=target.parent))
+    """Unpack ``archive`` as ``name/version`` through the publisher; a refusal leaves nothing.
+
+    Raises ``AdapterInvalid`` for a bad archive, ``AdapterVersionExists`` for a taken version,
+    and a 500 with a logged id when the store itself fails (a full disk, permissions).
+    """
     try:
-        _extract(archive, staging, store.limits.max_bytes)
-        found = store.check_folder(staging, name, version)
-        make_readable(staging)
-        os.rename(staging, target)  # atomic; fails if a concurrent upload won the name
-        return AdapterVersion(**{**found.__dict__, "path": target})
-    except OSError as exc:
-        raise AdapterInvalid(f"{name}/{version}: could not be stored ({exc.strerror})") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with staging(store, name, version) as folder:
+            _extract(archive, folder, store.limits.max_bytes)
+            return publish(store, name, version, folder)
+    except OSError as exc:  # the archive's own faults are AdapterInvalid by now: ours
+        raise errors.traced(
+            errors.GatewayError, f"{name}/{version} could not be written to the store", log, exc
+        ) from exc
 
 
 def _extract(archive: Path, into: Path, max_bytes: int) -> None:
@@ -55,7 +54,7 @@ def _extract(archive: Path, into: Path, max_bytes: int) -> None:
                 continue  # the optional top-level folder
             if not member.isreg():
                 raise AdapterInvalid(f"archive entry {member.name!r} is not a regular file")
-            if len(parts) > 2 or not all(NAME_RE.match(p) for p in parts):
+            if len(parts) > 2 or not all(is_valid_name(p) for p in parts):
                 raise AdapterInvalid(f"archive entry {member.name!r} has an unsafe path")
             total += member.size
             if total > max_bytes:

@@ -10,16 +10,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from gateway.common.lora import ALL_LINEAR
+from gateway.common.names import NAME_PATTERN
+from schemas import NAMED_MODELS
 
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    version: str = Field(default="v1", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str = Field(default="v1", pattern=NAME_PATTERN)
     data: Path
     validation: Path | None = None
     test: Path | None = None
@@ -49,7 +51,13 @@ class TrainConfig(BaseModel):
     seed: int = 0
     out_root: Path = Path("adapters")
     evaluate: bool = True
-    force: bool = False
+
+    @field_validator("schema_name")
+    @classmethod
+    def _known_schema(cls, name: str) -> str:
+        if name not in NAMED_MODELS:
+            raise ValueError(f"schema_name must be one of {sorted(NAMED_MODELS)}")
+        return name
 
     @model_validator(mode="after")
     def _labels_source(self) -> TrainConfig:

@@ -12,22 +12,25 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.fileio import make_readable
+from gateway.common.prompts import (
+    classify_messages,
+    default_system_prompt,
+    render_answer,
+    render_prompt,
+)
 from gateway.models import ModelInfo
-from gateway.service.classify import classify_messages, default_system_prompt
-from gateway.service.schemas import SchemaRegistry
+from gateway.registry.publish import publish, require_new_version, staging
+from gateway.registry.store import AdapterStore, StoreLimits
 from gateway.training.batching import IGNORE, batch_loss, batches
 from gateway.training.checks import run_checks
 from gateway.training.config import TrainConfig
-from gateway.training.data import Example, load_examples, per_class_sample, sha256_text, split
+from gateway.training.data import Example, load_splits, sha256_text
 from gateway.training.manifest import build_manifest, write_json_atomic
 
 
@@ -47,16 +50,13 @@ class Prepared:
 
 
 def encode(tokenizer: Any, system_prompt: str, example: Example) -> tuple[list[int], list[int]]:
-    """Token ids and labels with the prompt masked out of the loss."""
-    prompt = tokenizer.apply_chat_template(
-        classify_messages(example.system_prompt or system_prompt, example.text),
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=False,
-    )
-    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
-    completion = tokenizer(example.completion + "<|im_end|>", add_special_tokens=False)["input_ids"]
-    return prompt + completion, [IGNORE] * len(prompt) + completion
+    """Token ids and labels with the prompt masked out of the loss: the prompt exactly as
+    the engine renders it for ``/v1/classify``, then the answer and the template's own
+    end-of-turn token, so the adapter learns to stop."""
+    messages = classify_messages(example.system_prompt or system_prompt, example.text)
+    prompt = render_prompt(tokenizer, messages)
+    answer = render_answer(tokenizer, example.completion)
+    return prompt + answer, [IGNORE] * len(prompt) + answer
 
 
 def lr_factor(step: int, warmup: int, total: int, kind: str) -> float:
@@ -69,36 +69,15 @@ def lr_factor(step: int, warmup: int, total: int, kind: str) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def load_splits(cfg: TrainConfig) -> tuple[list[Example], list[Example], dict[str, list[Example]]]:
-    """Train, validation (for the loss) and held-out sets (for evaluation), reproducibly."""
-    examples = load_examples(cfg.data, cfg.confidence)
-    if cfg.validation is not None:
-        train, val = examples, load_examples(cfg.validation, cfg.confidence)
-    else:
-        train, val = split(examples, cfg.val_share, cfg.seed)
-    if cfg.per_class:
-        train = per_class_sample(train, cfg.per_class, cfg.seed)
-    held_out = {"validation": val}
-    if cfg.test is not None:
-        held_out["test"] = load_examples(cfg.test, cfg.confidence)
-    if cfg.eval_per_class:
-        held_out = {
-            k: per_class_sample(v, cfg.eval_per_class, cfg.seed) for k, v in held_out.items()
-        }
-    return train, val, held_out
-
-
 def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
     """Load, split and check the data; raises ``DataCheckFailed`` before any training."""
     train, val, held_out = load_splits(cfg)
     labels = cfg.label_set() or tuple(sorted({e.label for e in train if e.label}))
     system_prompt = cfg.system_prompt or default_system_prompt(labels)
-    registry = SchemaRegistry(labels=labels, schemas_dir=None, max_bytes=1 << 20, max_depth=64)
-    schema = registry.named(cfg.schema_name)
     encoded = [encode(tokenizer, system_prompt, e) for e in train]
     val_encoded = [encode(tokenizer, system_prompt, e) for e in val]
     report = run_checks(
-        train, held_out, schema, labels, [len(ids) for ids, _ in encoded], cfg.max_length
+        train, held_out, cfg.schema_name, labels, [len(ids) for ids, _ in encoded], cfg.max_length
     )
     print(report.table(), flush=True)
     if report.failed:
@@ -123,15 +102,21 @@ def _load_model(cfg: TrainConfig, model_dir: Path):
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
 
 
-def train(cfg: TrainConfig, base: ModelInfo) -> Path:
+def train(cfg: TrainConfig, base: ModelInfo, limits: StoreLimits) -> Path:
+    """Train and publish ``cfg.name/cfg.version`` into the store at ``cfg.out_root``.
+
+    ``limits`` are the serving gateway's (``store_limits``): a version it would refuse,
+    or one that exists, fails here before any training, and is checked again at publish.
+    """
     import torch
     from peft import LoraConfig, get_peft_model
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
     # setup
-    if cfg.out_dir.exists() and not cfg.force:
-        raise FileExistsError(f"{cfg.out_dir} exists; pass force=true to replace it")
+    store = AdapterStore(cfg.out_root, limits)
+    require_new_version(store, cfg.name, cfg.version)
+    store.check_lora(cfg.rank, list(cfg.target_modules), f"adapter {cfg.name}/{cfg.version}")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -218,11 +203,7 @@ def train(cfg: TrainConfig, base: ModelInfo) -> Path:
         model.load_state_dict(best_state, strict=False)
     seconds = time.perf_counter() - started
 
-    # save: write to a temporary folder in the store, then rename into place
-    cfg.out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cfg.version}-", dir=cfg.out_dir.parent))
-    model.save_pretrained(tmp, safe_serialization=True)
-    (tmp / "README.md").unlink(missing_ok=True)  # PEFT's model-card stub
+    # save: stage in the store, then publish (validate, atomic rename, never replace)
     metrics = {
         "history": history,
         "best_val_loss": None if best == math.inf else best,
@@ -231,9 +212,8 @@ def train(cfg: TrainConfig, base: ModelInfo) -> Path:
         "seconds": round(seconds, 1),
     }
     manifest = build_manifest(cfg, base, data, metrics, sha256_text(cfg.data))
-    write_json_atomic(tmp / "manifest.json", manifest)
-    make_readable(tmp)
-    if cfg.out_dir.exists():
-        shutil.rmtree(cfg.out_dir)
-    os.replace(tmp, cfg.out_dir)
-    return cfg.out_dir
+    with staging(store, cfg.name, cfg.version) as folder:
+        model.save_pretrained(folder, safe_serialization=True)
+        (folder / "README.md").unlink(missing_ok=True)  # PEFT's model-card stub
+        write_json_atomic(folder / "manifest.json", manifest)
+        return publish(store, cfg.name, cfg.version, folder).path

@@ -165,12 +165,11 @@ KILLER = textwrap.dedent(
 def test_a_process_killed_mid_write_leaves_a_whole_state(tmp_path: Path) -> None:
     path = tmp_path / "registry.json"
     for _ in range(3):
-        child = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-c", KILLER, str(path)], stdout=subprocess.PIPE, text=True
-        )
-        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
+        ) as child:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+            os.kill(child.pid, signal.SIGKILL)
         state = RegistryState.load(path)  # parses: the old or the new file, never torn
         assert state.aliases["demo"].current in state.aliases["demo"].versions
         assert json.loads(path.read_text())["format"] == 1

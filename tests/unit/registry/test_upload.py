@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import stat
 import tarfile
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.registry.store import AdapterInvalid, AdapterStore
+from gateway.errors import AdapterInvalid, AdapterVersionExists, GatewayError
+from gateway.registry.store import AdapterStore
 from gateway.registry.upload import install_archive
 from tests.adapter_factory import make_peft_folder
 from tests.unit.registry.test_store import LIMITS
@@ -90,5 +92,21 @@ def test_not_a_tar_and_oversize_and_existing(store: AdapterStore, tmp_path: Path
         install_archive(store, "demo", "v3", huge)
     good = _archive(tmp_path, _adapter_files(tmp_path))
     install_archive(store, "demo", "v3", good)
-    with pytest.raises(AdapterInvalid, match="already exists"):
+    with pytest.raises(AdapterVersionExists, match="already exists"):
         install_archive(store, "demo", "v3", good)
+
+
+def test_a_store_that_cannot_be_written_is_a_logged_500_not_the_clients_fault(
+    store: AdapterStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = _archive(tmp_path, _adapter_files(tmp_path))
+
+    def disk_full(*_args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("gateway.registry.upload._extract", disk_full)
+    with pytest.raises(GatewayError) as caught:
+        install_archive(store, "demo", "v3", archive)
+    assert caught.value.status_code == 500 and not isinstance(caught.value, AdapterInvalid)
+    assert caught.value.error_id and caught.value.error_id in caught.value.message
+    assert _leftovers(store) == ["demo"]  # the staging folder is gone

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from gateway.training.batching import (
     IGNORE,
@@ -16,6 +16,7 @@ from gateway.training.batching import (
     shared_prefix_length,
     tensors,
 )
+from tests.adapter_factory import tiny_llama_config
 
 PREFIX = list(range(3, 15))  # 12 shared prompt tokens
 
@@ -34,16 +35,7 @@ ROWS = [
 
 def _model() -> torch.nn.Module:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
-    base = LlamaForCausalLM(config)
+    base = LlamaForCausalLM(tiny_llama_config(64, max_position_embeddings=128))
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
     model = get_peft_model(base, lora)
     for name, param in model.named_parameters():
