@@ -22,8 +22,8 @@ from gateway import errors
 from gateway.api import admin, chat, classify, health, metrics, models
 from gateway.api import errors as api_errors
 from gateway.config import Settings
+from gateway.engine.factory import default_engine
 from gateway.engine.types import EngineClient
-from gateway.engine.vllm_engine import EngineOptions
 from gateway.models import ModelInfo
 from gateway.service import Services
 
@@ -80,36 +80,6 @@ class _TooLarge(Exception):
     pass
 
 
-def default_engine(settings: Settings) -> tuple[EngineClient, ModelInfo]:
-    from gateway.engine.vllm_engine import VllmEngine
-
-    options, info = engine_options(settings)
-    return VllmEngine(options), info
-
-
-def engine_options(settings: Settings) -> tuple[EngineOptions, ModelInfo]:
-    """The engine arguments ``settings`` ask for (resolving, and if need be pulling, the model)."""
-    from gateway.models import resolve_model
-
-    info = resolve_model(settings.model_dir, settings.model_cache_dir)
-    options = EngineOptions(
-        model_path=str(info.path),
-        quantization=settings.quantization,
-        dtype=settings.dtype,
-        max_model_len=settings.max_model_len,
-        gpu_memory_utilization=settings.gpu_memory_utilization,
-        max_num_seqs=settings.max_num_seqs,
-        max_loras=settings.max_loras,
-        max_cpu_loras=settings.max_cpu_loras,
-        max_lora_rank=settings.max_lora_rank,
-        structured_backend=settings.structured_backend,
-        disable_any_whitespace=settings.disable_any_whitespace,
-        enforce_eager=settings.enforce_eager,
-        seed=settings.seed,
-    )
-    return options, info
-
-
 async def start_services(
     app: FastAPI,
     settings: Settings,
@@ -139,7 +109,9 @@ async def start_services(
 ENGINE_POLL_S = 1.0
 
 
-async def watch_engine(app: FastAPI, settings: Settings, exit_on_failure: bool) -> None:
+async def watch_engine(
+    app: FastAPI, settings: Settings, exit_on_failure: bool, poll_s: float = ENGINE_POLL_S
+) -> None:
     """Once the engine has been ready, notice when it dies (its process killed, OOM).
 
     From then on /ready says 503 with the reason and requests get 503
@@ -148,7 +120,7 @@ async def watch_engine(app: FastAPI, settings: Settings, exit_on_failure: bool) 
     vLLM engine cannot be restarted in place, and a half-alive gateway is worse than none.
     """
     while True:
-        await asyncio.sleep(ENGINE_POLL_S)
+        await asyncio.sleep(poll_s)
         services = getattr(app.state, "services", None)
         if services is None or services.engine.is_ready:
             continue
@@ -181,7 +153,10 @@ def create_app(
     engine_factory: Callable[[Settings], tuple[EngineClient, ModelInfo]] = default_engine,
     *,
     exit_on_failure: bool = True,
+    engine_poll_s: float = ENGINE_POLL_S,
 ) -> FastAPI:
+    """``engine_poll_s``: how often the watchdog asks the engine if it is alive (tests
+    shorten it rather than wait a second of wall clock)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -191,7 +166,7 @@ def create_app(
         starting = asyncio.create_task(
             start_services(app, settings, engine_factory, exit_on_failure)
         )
-        watchdog = asyncio.create_task(watch_engine(app, settings, exit_on_failure))
+        watchdog = asyncio.create_task(watch_engine(app, settings, exit_on_failure, engine_poll_s))
         yield
         starting.cancel()
         watchdog.cancel()

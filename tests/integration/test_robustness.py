@@ -108,8 +108,11 @@ def test_sigterm_finishes_in_flight_requests_then_exits_cleanly(
         )
     )
     worker.start()
-    time.sleep(1.0)  # admitted and generating
-    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while metric(httpx.get(gw.url + "/metrics").text, "gateway_requests_running") < 1:
+        assert time.monotonic() < deadline, "the request was never admitted"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # while it is in flight
     worker.join(timeout=120)
     code = proc.wait(timeout=90)
     assert answers and answers[0].status_code == 200, answers and answers[0].text

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway.config import Settings
@@ -44,12 +46,28 @@ def client(settings: Settings, engine: FakeEngine) -> Iterator[TestClient]:
 def started_client(settings: Settings, engine: FakeEngine) -> Iterator[TestClient]:
     """The app with the engine test double, once ``/ready`` says it is up."""
     app = create_app(settings, lambda _: (engine, FAKE_BASE), exit_on_failure=False)
-    with TestClient(app) as test_client:
-        deadline = time.monotonic() + 10
-        while test_client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, app.state.startup_error
-            time.sleep(0.01)
+    with running(app) as test_client:
         yield test_client
+
+
+@contextmanager
+def running(app: FastAPI) -> Iterator[TestClient]:
+    """Services start in the background (as in production), so wait for ``/ready``."""
+    with TestClient(app) as test_client:
+        wait_for(
+            lambda: test_client.get("/ready").status_code == 200,
+            lambda: f"not ready: {app.state.startup_error}",
+        )
+        yield test_client
+
+
+def wait_for(condition: Callable[[], bool], failure: Callable[[], str]) -> None:
+    """For what the app does on its own event loop (TestClient runs it in another thread):
+    poll the condition itself, never a fixed sleep. The limit only stops a hung test."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, failure()
+        time.sleep(0.001)
 
 
 def script(engine: FakeEngine, *outputs: tuple[str, str] | str) -> None:
