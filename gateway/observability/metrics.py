@@ -1,13 +1,17 @@
 """Prometheus metrics, recorded at the service boundary with bounded labels.
 
-Label values come from tenants, adapters and schema names, which operators and clients
-create; unbounded labels would grow Prometheus without limit. ``LabelFolder`` keeps the
-first ``max_values`` distinct values of each label and folds the rest into ``other``.
+Label values are names an operator created (configured tenants, registered adapters,
+named schemas) or fixed words (``open``, ``base``, ``inline``, ``unauthenticated``...),
+never free client text: a client could otherwise take every slot, or send a value the
+exposition cannot encode and break /metrics for everyone. ``LabelFolder`` enforces both
+anyway: a value that is not a plain name becomes ``invalid``, and past the first
+``max_values`` distinct values of a label the rest fold into ``other``.
 Latency buckets span GPU milliseconds and CPU seconds, so one dashboard fits both.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -22,6 +26,10 @@ PER_TOKEN_BUCKETS = (
 )  # fmt: skip
 REQUEST_LABELS = ("tenant", "adapter", "schema", "endpoint")
 OTHER = "other"
+INVALID = "invalid"
+# What every name the gateway accepts looks like (adapters, tenants, schemas): printable
+# ASCII, so encoding the page cannot fail and no value can break a line of it.
+PLAIN_VALUE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 NOT_READY = (  # what /metrics says before the services exist, so alerts can fire
     b"# HELP gateway_ready 1 when the engine can generate.\n"
     b"# TYPE gateway_ready gauge\ngateway_ready 0.0\n"
@@ -29,7 +37,8 @@ NOT_READY = (  # what /metrics says before the services exist, so alerts can fir
 
 
 class LabelFolder:
-    """Keeps each label's cardinality bounded: new values past the limit become ``other``."""
+    """Keeps each label's values plain and bounded: new values past the limit become
+    ``other``, values that are not plain names ``invalid`` (neither takes a slot)."""
 
     def __init__(self, max_values: int) -> None:
         self.max_values = max_values
@@ -38,6 +47,8 @@ class LabelFolder:
 
     def fold(self, label: str, value: str | None) -> str:
         value = value or "none"
+        if PLAIN_VALUE.fullmatch(value) is None:
+            return INVALID
         with self._lock:
             seen = self._seen.setdefault(label, set())
             if value in seen:

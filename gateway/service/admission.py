@@ -23,10 +23,21 @@ from gateway.engine.types import GenerationParams
 from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
 from gateway.service.recording import RequestRecorder
+from gateway.service.schema_names import INLINE
 from gateway.service.types import PreparedChat
+from gateway.service.validation import Constraint
 from gateway.tenancy import Limiter
 
 RECENT_REQUESTS = 10_000  # engine stats name requests by id after they finish
+
+
+def schema_label(constraint: Constraint | None) -> str | None:
+    """A named schema's name (an operator created it); ``inline`` for any client's own."""
+    if constraint is None:
+        return None
+    if constraint.schema is None:
+        return constraint.name  # json_object
+    return INLINE if constraint.schema.inline else constraint.schema.name
 
 
 @dataclass
@@ -62,9 +73,11 @@ class AdmissionControl:
         reservation (prompt + max_tokens) go back to the tenant's token budget.
         """
         params, tenant = prepared.params, prepared.tenant
-        schema = prepared.constraint.name if prepared.constraint else None
         labels = self.metrics.request_labels(
-            tenant.name if tenant else None, prepared.adapter_name, schema, prepared.endpoint
+            tenant.name if tenant else None,
+            prepared.adapter_name,
+            schema_label(prepared.constraint),
+            prepared.endpoint,
         )
         recorder = RequestRecorder(self.metrics, labels)
         self.recent_labels[params.request_id] = labels

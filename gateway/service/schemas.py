@@ -10,7 +10,7 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from pydantic import BaseModel
 
 from gateway import errors
 from gateway.common.digest import canonical_digest, canonical_json
+from gateway.common.names import excerpt
+from gateway.service.schema_names import NAME_PARAM, NAME_RULE, check_name, is_schema_name
 from schemas import NAMED_MODELS
 
 
@@ -32,18 +34,19 @@ class ResolvedSchema:
     digest: str
     validator: Any
     model: type[BaseModel] | None = None
+    inline: bool = False  # sent in a request, so its name is the client's, not an operator's
 
     def check(self, value: Any) -> str | None:
         """The first validation error as a readable string, or None when valid."""
         error = jsonschema.exceptions.best_match(self.validator.iter_errors(value))
         if error is not None:
             path = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            return f"{path}: {error.message}"
+            return excerpt(f"{path}: {error.message}", MESSAGE_CHARS)
         if self.model is not None:
             try:
                 self.model.model_validate(value)
             except Exception as exc:
-                return str(exc)
+                return excerpt(str(exc), MESSAGE_CHARS)
         return None
 
 
@@ -64,6 +67,7 @@ def _depth(value: Any, limit: int) -> int:
 
 
 MAX_PATTERN_CHARS = 1000
+MESSAGE_CHARS = 300  # third-party messages quote schema and output values: bounded
 # A group holding a variable quantifier, itself repeated: (a+)+, (\w*)*, (x+y){1,9}.
 # Python's backtracking ``re`` (which validation uses) can take exponential time on
 # these, so a client could stall the event loop with one crafted pattern.
@@ -112,11 +116,11 @@ def check_patterns(schema: Any, param: str) -> None:
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise errors.SchemaInvalid(f"pattern {pattern!r} is not a valid regex: {exc}",
+            raise errors.SchemaInvalid(f"pattern {excerpt(pattern)} is not a valid regex: {exc}",
                                        param=param) from exc  # fmt: skip
         if nests_quantifiers(pattern):
             raise errors.SchemaUnsupported(
-                f"pattern {pattern!r} nests quantifiers (e.g. (a+)+), which can take "
+                f"pattern {excerpt(pattern)} nests quantifiers (e.g. (a+)+), which can take "
                 "exponential time to check; rewrite it without a quantified group that "
                 "itself repeats",
                 param=param,
@@ -152,6 +156,8 @@ class SchemaRegistry:
             self.register_model(name, factory(labels))
         if schemas_dir is not None and schemas_dir.is_dir():
             for file in sorted(schemas_dir.glob("*.json")):
+                if not is_schema_name(file.stem):  # it could never be requested
+                    raise ValueError(f"schema file {file}: the name must be {NAME_RULE}")
                 schema = json.loads(file.read_text(encoding="utf-8"))
                 self._named.setdefault(file.stem, self._build(file.stem, schema, None))
 
@@ -165,12 +171,12 @@ class SchemaRegistry:
         return resolved
 
     def named(self, name: str) -> ResolvedSchema:
+        check_name(name)
         try:
             return self._named[name]
         except KeyError:
             raise errors.SchemaNotFound(
-                f"no schema named {name!r}; known: {', '.join(self.names)}",
-                param="response_format.json_schema.name",
+                f"no schema named {name!r}; known: {', '.join(self.names)}", param=NAME_PARAM
             ) from None
 
     def for_model(self, model: type[BaseModel], name: str) -> ResolvedSchema:
@@ -179,14 +185,19 @@ class SchemaRegistry:
 
     def resolve(self, name: str, schema: Any) -> ResolvedSchema:
         """Check an inline schema from a request and return its cached form."""
+        check_name(name)
         if not isinstance(schema, dict):
             raise errors.SchemaInvalid(
                 "the schema must be a JSON object", param="response_format.json_schema.schema"
             )
-        return self._cached(name, schema, None)
+        return self._cached(name, schema, None, inline=True)
 
     def _cached(
-        self, name: str, schema: dict[str, Any], model: type[BaseModel] | None
+        self,
+        name: str,
+        schema: dict[str, Any],
+        model: type[BaseModel] | None,
+        inline: bool = False,
     ) -> ResolvedSchema:
         param = "response_format.json_schema.schema"
         if _depth(schema, self.max_depth) > self.max_depth:
@@ -202,14 +213,14 @@ class SchemaRegistry:
                 param=param,
             )
         digest = hashlib.sha256(canonical).hexdigest()
-        key = f"{name}:{digest}"
+        key = f"{'inline' if inline else 'model'}:{name}:{digest}"
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             self.num_cache_hits += 1
             self.on_event("hit")
             return hit
-        resolved = self._build(name, schema, model, digest)
+        resolved = replace(self._build(name, schema, model, digest), inline=inline)
         self.on_event("compile")
         self._cache[key] = resolved
         if len(self._cache) > self._cache_size:
@@ -232,7 +243,8 @@ class SchemaRegistry:
         refs = _external_refs(schema)
         if refs:
             raise errors.SchemaUnsupported(
-                f"only local '#/...' references are supported; found {refs[0]!r}", param=param
+                f"only local '#/...' references are supported; found {excerpt(refs[0])}",
+                param=param,
             )
         try:
             cls = jsonschema.validators.validator_for(
@@ -241,7 +253,7 @@ class SchemaRegistry:
             cls.check_schema(schema)
         except SchemaError as exc:
             raise errors.SchemaInvalid(
-                f"not a valid JSON Schema: {exc.message}", param=param
+                f"not a valid JSON Schema: {excerpt(exc.message, MESSAGE_CHARS)}", param=param
             ) from exc
         self.num_compiles += 1
         return ResolvedSchema(

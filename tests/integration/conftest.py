@@ -24,6 +24,7 @@ from tests.adapter_factory import make_random_adapter
 DEMO_ADAPTER = REPO_ROOT / "adapters" / "demo" / "v1"
 BANKING77_ADAPTER = REPO_ROOT / "adapters" / "banking77" / "v2"
 ADMIN_KEY = "integration-admin-key-0123456789"
+METRICS_KEY = "integration-metrics-key-0123456789"  # what Prometheus sends to /metrics
 # Two tenants: "alpha" may use every adapter; "beta" only tenant-b and demo, with limits.
 TENANT_KEYS = {"alpha": "alpha-key-0123456789abcdef", "beta": "beta-key-0123456789abcdef"}
 
@@ -85,6 +86,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         "GATEWAY_MAX_MODEL_LEN": "1024",
         "GATEWAY_MAX_BODY_BYTES": "200000",
         "GATEWAY_ADMIN_KEY": ADMIN_KEY,
+        "GATEWAY_METRICS_KEY": METRICS_KEY,
         "GATEWAY_AUTH_MODE": "tenants",
         "GATEWAY_TENANTS_FILE": str(write_tenants(work / "tenants.yaml")),
     }

@@ -19,6 +19,7 @@ ADMIN = "admin-key-0123456789abcdef"
 ALPHA = "alpha-key-0123456789abcdef"
 BETA = "beta-key-0123456789abcdef"
 GAMMA = "gamma-key-0123456789abcdef"
+METRICS = "metrics-key-0123456789abcdef"  # what Prometheus sends
 ANSWER = '{"intent":"billing_inquiry","confidence":0.9,"requires_human_agent":false}'
 
 
@@ -52,6 +53,7 @@ def tenant_gateway(tmp_path: Path) -> Iterator[tuple[TestClient, FakeEngine, Pat
         auth_mode="tenants",
         tenants_file=tenants,
         admin_key=ADMIN,
+        metrics_key=METRICS,
         max_tokens_cap=100,
         default_max_tokens=50,
         max_model_len=1024,

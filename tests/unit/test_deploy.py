@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.config import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
 
 
-@pytest.mark.parametrize(
-    "args",
-    [["check", "config", "prometheus/prometheus.yml"], ["check", "rules", "prometheus/alerts.yml"]],
-)
-def test_prometheus_files_pass_promtool(args: list[str]) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool is not None, "promtool is missing: scripts/test.sh installs Debian's prometheus"
-    done = subprocess.run(
-        [promtool, *args], cwd=DEPLOY, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("promtool")
+    assert binary is not None, "promtool is missing: scripts/test.sh installs Debian's prometheus"
+    return subprocess.run([binary, *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def test_prometheus_files_pass_promtool(tmp_path: Path) -> None:
+    """promtool also checks that the credentials file exists: where Prometheus runs, the
+    metrics key lies next to the config, as compose and the integration test put it."""
+    for name in ("prometheus.yml", "alerts.yml"):
+        shutil.copy(DEPLOY / "prometheus" / name, tmp_path / name)
+    config = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    assert job["authorization"]["type"] == "Bearer"
+    key_file = tmp_path / job["authorization"]["credentials_file"]
+    missing = promtool("check", "config", "prometheus.yml", cwd=tmp_path)
+    assert missing.returncode != 0 and "credentials" in missing.stdout + missing.stderr
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text("a-metrics-key-0123456789abcdef\n")
+    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"]):
+        done = promtool(*args, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 def exported_names() -> set[str]:
@@ -50,7 +64,6 @@ def _exprs(value: object) -> list[str]:
 
 def test_grafana_dashboard_is_importable_and_queries_real_metrics() -> None:
     import json
-    import re
 
     dashboard = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())
     assert dashboard["uid"] and dashboard["title"] and isinstance(dashboard["schemaVersion"], int)
@@ -75,10 +88,6 @@ def test_grafana_dashboard_is_importable_and_queries_real_metrics() -> None:
 
 
 def test_alert_rules_query_real_metrics() -> None:
-    import re
-
-    import yaml
-
     rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
     exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
     used = {m for e in exprs for m in re.findall(r"\bgateway_[a-z_]+", e)}
@@ -86,8 +95,6 @@ def test_alert_rules_query_real_metrics() -> None:
 
 
 def _k8s_documents() -> list[tuple[str, dict]]:
-    import yaml
-
     return [
         (path.name, doc)
         for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
@@ -123,8 +130,6 @@ def test_kubernetes_manifests_validate_offline() -> None:
 
 def test_kubernetes_config_is_a_valid_gateway_config(tmp_path, monkeypatch) -> None:
     """The ConfigMap's settings and tenants load with the gateway's own parsers."""
-    import yaml
-
     from gateway.config import Settings
     from gateway.tenancy import TenantDirectory
 
@@ -135,19 +140,32 @@ def test_kubernetes_config_is_a_valid_gateway_config(tmp_path, monkeypatch) -> N
     settings = Settings(tenants_file=tmp_path / "tenants.yaml")
     assert settings.auth_mode == "tenants" and settings.host == "0.0.0.0"
     assert TenantDirectory.load(settings.tenants_file, None).get("example") is not None
-    secret = next(d for _, d in _k8s_documents() if d["kind"] == "Secret")
-    with pytest.raises(ValueError, match="admin_key"):  # the placeholder is refused
-        Settings(
-            tenants_file=tmp_path / "tenants.yaml", admin_key=secret["stringData"]["admin-key"]
-        )
+    placeholders = {k: v for _, d in _k8s_documents() if d["kind"] == "Secret"
+                    for k, v in d["stringData"].items()}  # fmt: skip
+    for field in ("admin_key", "metrics_key"):  # the placeholders are refused
+        with pytest.raises(ValueError, match=field):
+            Settings(tenants_file=tmp_path / "tenants.yaml",
+                     **{field: placeholders[field.replace("_", "-")]})  # fmt: skip
     assert yaml.safe_load(configmap["data"]["gateway.yaml"])["adapters"]
 
 
-def test_compose_wires_gateway_prometheus_and_grafana() -> None:
-    import yaml
+def test_kubernetes_prometheus_sends_the_key_the_gateway_requires() -> None:
+    """The ServiceMonitor's bearer token and the gateway's GATEWAY_METRICS_KEY are the same
+    Secret key, and that Secret holds nothing else (Prometheus may read it)."""
+    docs = [d for _, d in _k8s_documents()]
+    [endpoint] = next(d for d in docs if d["kind"] == "ServiceMonitor")["spec"]["endpoints"]
+    auth = endpoint["authorization"]
+    assert auth["type"] == "Bearer"
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GATEWAY_METRICS_KEY"]["valueFrom"]["secretKeyRef"] == auth["credentials"]
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    assert set(secrets[auth["credentials"]["name"]]["stringData"]) == {auth["credentials"]["key"]}
 
+
+def test_compose_wires_gateway_prometheus_and_grafana() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    assert set(compose["services"]) == {"gateway", "prometheus", "grafana"}
+    assert set(compose["services"]) == {"metrics-key", "gateway", "prometheus", "grafana"}
     for service in compose["services"].values():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), port  # open mode stays on loopback
@@ -159,6 +177,47 @@ def test_compose_wires_gateway_prometheus_and_grafana() -> None:
     assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
 
 
+def test_compose_gives_gateway_and_prometheus_the_same_metrics_key() -> None:
+    """One key file in one volume: the gateway exports it as GATEWAY_METRICS_KEY (then runs
+    the image's own command), and Prometheus finds it where its config says."""
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+
+    def mounts(service: str) -> dict[str, str]:
+        pairs = (v.split(":")[:2] for v in services[service]["volumes"])
+        return {target: source for source, target in pairs}
+
+    key_dir = next(t for t, s in mounts("metrics-key").items() if s == "metrics-key")
+    assert f"{key_dir}/metrics-key" in " ".join(services["metrics-key"]["command"])
+    gateway_dir = next(t for t, s in mounts("gateway").items() if s == "metrics-key")
+    command = services["gateway"]["command"][-1]
+    assert f'GATEWAY_METRICS_KEY="$$(cat {gateway_dir}/metrics-key)"' in command
+    dockerfile = (DEPLOY / "docker" / "Dockerfile.cpu").read_text()
+    image_command = re.search(r'CMD \["sh", "-c", "(.*)"\]', dockerfile)
+    assert image_command and command.endswith(image_command[1])
+    config_dir = Path(next(t for t in mounts("prometheus") if t.endswith("/prometheus.yml"))).parent
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    key_file = config_dir / scrape["scrape_configs"][0]["authorization"]["credentials_file"]
+    assert mounts("prometheus")[str(key_file.parent)] == "metrics-key"
+
+
+# The operator's SafeAuthorization: a type and a key of a Secret in the monitor's namespace.
+AUTHORIZATION = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "type": {"type": "string"},
+        "credentials": {
+            "type": "object",
+            "required": ["key"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "key": {"type": "string"},
+                "optional": {"type": "boolean"},
+            },
+        },
+    },
+}
 SERVICE_MONITOR = {
     "type": "object",
     "required": ["apiVersion", "kind", "metadata", "spec"],
@@ -172,7 +231,11 @@ SERVICE_MONITOR = {
                 "endpoints": {
                     "type": "array",
                     "minItems": 1,
-                    "items": {"type": "object", "required": ["port", "path"]},
+                    "items": {
+                        "type": "object",
+                        "required": ["port", "path"],
+                        "properties": {"authorization": AUTHORIZATION},
+                    },
                 },
             },
         },

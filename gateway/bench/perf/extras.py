@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.bench.hotswap import swap_loop
 from gateway.bench.perf.loadgen import send_chat
-from gateway.bench.perf.sides import ADMIN_KEY, TENANT_KEY
+from gateway.bench.perf.sides import ADMIN_KEY, METRICS_KEY, TENANT_KEY
 from gateway.bench.perf.workload import SOURCE_ADAPTER, Cell, Workload
 from gateway.bench.stats import ms, percentile
 
@@ -53,7 +53,8 @@ async def _schema_cache(url: str, workload: Workload, repeats: int) -> dict[str,
     async with httpx.AsyncClient(timeout=300, headers=headers) as client:
 
         async def counters() -> dict[str, float]:
-            text = (await client.get(url + "/metrics")).text
+            scraper = {"Authorization": f"Bearer {METRICS_KEY}"}
+            text = (await client.get(url + "/metrics", headers=scraper)).text
             return {
                 "compilations": counter_total(text, "gateway_schema_compilations_total"),
                 "cache_hits": counter_total(text, "gateway_schema_cache_hits_total"),

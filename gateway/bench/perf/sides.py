@@ -33,6 +33,7 @@ from gateway.tenancy.keys import hash_key
 
 TENANT_KEY = "perf-bench-tenant-key-0123456789"
 ADMIN_KEY = "perf-bench-admin-key-0123456789ab"
+METRICS_KEY = "perf-bench-metrics-key-0123456789"
 SIDES = ("bare", "vllm", "gateway")
 
 CellResult = dict[str, Any]
@@ -176,6 +177,7 @@ def gateway_serve(
         "GATEWAY_AUTH_MODE": "tenants",
         "GATEWAY_TENANTS_FILE": str(tenants),
         "GATEWAY_ADMIN_KEY": ADMIN_KEY,
+        "GATEWAY_METRICS_KEY": METRICS_KEY,
         "GATEWAY_REGISTRY_FILE": str(bench.work / "registry.json"),
     }
     adapters = {name: "v1" for name in bench.workload.adapter_names}

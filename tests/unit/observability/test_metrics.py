@@ -7,11 +7,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway import errors
 from gateway.observability.metrics import OTHER, LabelFolder
 from tests.unit.conftest import script
-from tests.unit.tenancy_setup import ALPHA, ANSWER, BETA, auth, classify
+from tests.unit.tenancy_setup import ALPHA, ANSWER, BETA, METRICS, auth, classify
 
 
 def samples(client) -> dict[tuple[str, frozenset], float]:
-    res = client.get("/metrics")
+    res = client.get("/metrics", headers=auth(METRICS))
     assert res.status_code == 200
     assert res.headers["content-type"].startswith("text/plain")
     out = {}
@@ -59,7 +59,7 @@ def test_rate_limits_and_keys_stay_out_of_labels(tenant_gateway) -> None:
     found = samples(client)
     assert value(found, "gateway_rate_limited_total", tenant="beta", reason="requests") == 1
     assert value(found, "gateway_requests_total", tenant="beta", outcome="rejected") == 1
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=auth(METRICS)).text
     assert BETA not in text and ALPHA not in text and "refund me" not in text
 
 
