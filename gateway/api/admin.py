@@ -14,13 +14,19 @@ from fastapi import APIRouter, Request
 
 from gateway import errors
 from gateway.api.admin_protocol import OptionalVersion, RegisterAdapter, VersionChoice
-from gateway.api.deps import AdminDep, ServicesDep
+from gateway.api.deps import AdminKeyFirstRoute, ServicesDep
 from gateway.api.protocol import ErrorResponse
+from gateway.common.names import require_name
 from gateway.registry.store import check_name, parse_store_path
 from gateway.tenancy import Tenant, TenantSettings, generate_key, hash_key
 
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 503)}
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ERRORS)
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    responses=ERRORS,
+    route_class=AdminKeyFirstRoute,
+)
 
 
 @router.get("/adapters")
@@ -67,16 +73,12 @@ async def rollback(name: str, services: ServicesDep) -> dict[str, Any]:
 
 @router.post("/adapters/{name}/load")
 async def load(name: str, services: ServicesDep, body: OptionalVersion | None = None) -> dict:
-    return await services.adapters.load(
-        check_name(name, "name"), (body or OptionalVersion()).version
-    )
+    return await services.adapters.load(check_name(name, "name"), _version(body))
 
 
 @router.post("/adapters/{name}/unload")
 async def unload(name: str, services: ServicesDep, body: OptionalVersion | None = None) -> dict:
-    return await services.adapters.unload(
-        check_name(name, "name"), (body or OptionalVersion()).version
-    )
+    return await services.adapters.unload(check_name(name, "name"), _version(body))
 
 
 @router.delete("/adapters/{name}/{version}")
@@ -92,6 +94,7 @@ async def list_tenants(services: ServicesDep) -> dict[str, Any]:
 @router.put("/tenants/{name}")
 async def put_tenant(name: str, body: TenantSettings, services: ServicesDep) -> dict[str, Any]:
     """Create (with a new key, returned once) or update a tenant's settings."""
+    require_name(name, "name")
     existing = services.tenants.get(name)
     key = None if existing else generate_key()
     hashes = existing.key_hashes if existing else [hash_key(key or "")]
@@ -105,6 +108,7 @@ async def put_tenant(name: str, body: TenantSettings, services: ServicesDep) -> 
 
 @router.post("/tenants/{name}/keys")
 async def issue_key(name: str, services: ServicesDep) -> dict[str, Any]:
+    require_name(name, "name")
     if services.tenants.get(name) is None:
         raise errors.InvalidRequest(f"no tenant {name!r}", param="name")
     return {"tenant": name, "api_key": services.tenants.issue_key(name)}
@@ -112,7 +116,14 @@ async def issue_key(name: str, services: ServicesDep) -> dict[str, Any]:
 
 @router.delete("/tenants/{name}")
 async def delete_tenant(name: str, services: ServicesDep) -> dict[str, Any]:
+    require_name(name, "name")
     return {"tenant": name, "deleted": services.tenants.delete(name)}
+
+
+def _version(body: OptionalVersion | None) -> str | None:
+    """The version asked for, or None for the current one."""
+    version = (body or OptionalVersion()).version
+    return None if version is None else check_name(version, "version")
 
 
 def _tenant(name: str, hashes: list[str], spec: TenantSettings) -> Tenant:

@@ -46,14 +46,19 @@ def require_new_version(store: AdapterStore, name: str, version: str) -> Path:
 
 @contextmanager
 def staging(store: AdapterStore, name: str, version: str) -> Iterator[Path]:
-    """An empty hidden folder next to the target, removed on exit whatever happened."""
+    """An empty hidden folder next to the target, removed on exit whatever happened; so is
+    the adapter's folder if this call made it and nothing was published into it."""
     target = require_new_version(store, name, version)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=target.parent))
+    made_name_folder = _make_folder(target.parent)
     try:
-        yield folder
+        folder = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=target.parent))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # already gone once published
     finally:
-        shutil.rmtree(folder, ignore_errors=True)  # already gone once published
+        if made_name_folder:
+            _remove_if_empty(target.parent)
 
 
 def publish(store: AdapterStore, name: str, version: str, staged: Path) -> AdapterVersion:
@@ -68,6 +73,25 @@ def publish(store: AdapterStore, name: str, version: str, staged: Path) -> Adapt
     except FileExistsError:  # a concurrent publisher won the name after the check above
         raise _exists(name, version) from None
     return dataclasses.replace(found, path=target)
+
+
+def _make_folder(folder: Path) -> bool:
+    """Create ``folder`` (and the store root if need be); True if this call created it."""
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """``rmdir`` removes only an empty folder, so a concurrent publisher's staging folder
+    or version in it keeps it; one that removed it already is fine too."""
+    try:
+        folder.rmdir()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            raise
 
 
 def _exists(name: str, version: str) -> errors.AdapterVersionExists:

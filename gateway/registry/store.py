@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import errors
-from gateway.common.names import NAME_RULE, is_valid_name
+from gateway.common.names import excerpt, require_name
 from gateway.errors import AdapterInvalid
 
 if TYPE_CHECKING:
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors", "manifest.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# Names the store's own files take in its root: the registry state (``Settings.registry_path``
+# defaults to ``<adapter_store>/registry.json``). Hidden files (temp, staging, trash) start
+# with a dot, which no name may.
+RESERVED_NAMES = frozenset({"registry.json"})
 REQUIRED_MANIFEST_KEYS = ("name", "version", "base_model", "lora", "system_prompt", "labels")
 _DTYPE_BYTES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
@@ -67,8 +71,13 @@ class AdapterVersion:
 
 
 def check_name(value: str, what: str) -> str:
-    if not is_valid_name(value):
-        raise AdapterInvalid(f"{what} {value!r} must be {NAME_RULE}", param=what)
+    """The name rule for adapters and versions, plus the names the store keeps for itself."""
+    require_name(value, what, AdapterInvalid)
+    if value in RESERVED_NAMES:
+        raise AdapterInvalid(
+            f"{what} {value!r} is reserved: the adapter store keeps a file of that name",
+            param=what,
+        )
     return value
 
 
@@ -77,7 +86,8 @@ def parse_store_path(text: str) -> tuple[str, str]:
     parts = text.split("/") if isinstance(text, str) else []
     if len(parts) != 2:
         raise AdapterInvalid(
-            f"path {text!r} must be '<name>/<version>' inside the adapter store", param="path"
+            f"path {excerpt(text)} must be '<name>/<version>' inside the adapter store",
+            param="path",
         )
     return check_name(parts[0], "name"), check_name(parts[1], "version")
 
@@ -95,6 +105,8 @@ class AdapterStore:
         for part in (self.root / name, folder):
             if part.is_symlink():
                 raise AdapterInvalid(f"{name}/{version}: symlinks are not followed in the store")
+            if part.exists() and not part.is_dir():
+                raise AdapterInvalid(f"{name}/{version}: the store has a file there, not a folder")
         if folder.resolve().parent.parent != self.root:
             raise AdapterInvalid(f"{name}/{version} is outside the adapter store")
         return folder

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway import errors
-from gateway.common.names import NAME_PATTERN
+from gateway.common.names import NAME_PATTERN, NAME_RULE, excerpt, is_valid_name
 from gateway.fileio import write_text_atomic
 from gateway.tenancy.keys import HASH_RE, generate_key, hash_key
 
@@ -27,12 +27,22 @@ class TenantSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     allowed_adapters: list[str] = Field(default_factory=list, max_length=1000)  # "*" = all
-    default_adapter: str | None = None
-    default_schema: str | None = None
+    default_adapter: str | None = Field(default=None, pattern=NAME_PATTERN)
+    default_schema: str | None = Field(default=None, pattern=NAME_PATTERN)
     max_tokens: int | None = Field(default=None, ge=1)
-    requests_per_minute: float | None = Field(default=None, gt=0)
-    tokens_per_minute: float | None = Field(default=None, gt=0)
+    requests_per_minute: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    tokens_per_minute: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_concurrency: int | None = Field(default=None, ge=1)
+
+    @field_validator("allowed_adapters")
+    @classmethod
+    def _adapter_names(cls, names: list[str]) -> list[str]:
+        """Names follow the name rule, so the settings never hold text (a newline, a lone
+        surrogate) that no adapter can have and that would break the tenants file or a reply."""
+        bad = [n for n in names if n != "*" and not is_valid_name(n)]
+        if bad:
+            raise ValueError(f"allowed_adapters: {excerpt(bad[0])} is not '*' or {NAME_RULE}")
+        return names
 
     @model_validator(mode="after")
     def _default_allowed(self) -> TenantSettings:

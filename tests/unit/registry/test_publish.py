@@ -115,7 +115,14 @@ def test_a_folder_failing_validation_leaves_no_trace(store: AdapterStore, damage
     with pytest.raises(AdapterInvalid), staging(store, "demo", "v1") as folder:
         damage(make_peft_folder(folder))
         publish(store, "demo", "v1", folder)
-    assert [p.relative_to(store.root).as_posix() for p in store.root.rglob("*")] == ["demo"]
+    assert list(store.root.rglob("*")) == []  # the name folder this call made is gone too
+
+
+def test_a_failure_keeps_a_name_folder_this_call_did_not_make(store: AdapterStore) -> None:
+    (store.root / "demo").mkdir()  # e.g. made by a concurrent publisher of another version
+    with pytest.raises(AdapterInvalid), staging(store, "demo", "v1") as folder:
+        publish(store, "demo", "v1", folder)  # empty: fails validation
+    assert list(store.root.rglob("*")) == [store.root / "demo"]
 
 
 def test_a_folder_outside_the_staging_place_is_refused(store: AdapterStore, tmp_path: Path) -> None:

@@ -48,12 +48,32 @@ def test_path_tricks_are_refused(store: AdapterStore, path: str) -> None:
         store.inspect(name, version)
 
 
-@pytest.mark.parametrize("name", ["..", ".", "a/b", "", "x" * 65, "-lead", "café"])
+@pytest.mark.parametrize(
+    "name", ["..", ".", "a/b", "", "x" * 65, "-lead", "café", "v1\n", "v1\r\n", "\ud800"]
+)
 def test_unsafe_names_are_refused(store: AdapterStore, name: str) -> None:
     with pytest.raises(AdapterInvalid):
         store.version_dir(name, "v1")
     with pytest.raises(AdapterInvalid):
         store.version_dir("demo", name)
+
+
+def test_the_stores_own_file_names_are_reserved(store: AdapterStore) -> None:
+    for name, version in [("registry.json", "v1"), ("demo", "registry.json")]:
+        with pytest.raises(AdapterInvalid, match="reserved") as caught:
+            store.version_dir(name, version)
+        assert caught.value.status_code == 400
+    (store.root / "state.yaml").write_text("a registry file under another name")
+    with pytest.raises(AdapterInvalid, match="a file there, not a folder"):
+        store.version_dir("state.yaml", "v1")
+
+
+def test_a_long_hostile_name_is_echoed_as_a_short_escaped_excerpt(store: AdapterStore) -> None:
+    with pytest.raises(AdapterInvalid) as caught:
+        store.version_dir("\n\u202e" + "x" * 100_000, "v1")
+    assert len(caught.value.message) < 250
+    assert "\\n" in caught.value.message and "\\u202e" in caught.value.message
+    assert "\n" not in caught.value.message and "\u202e" not in caught.value.message
 
 
 def test_symlinks_out_of_the_store_are_not_followed(store: AdapterStore, tmp_path: Path) -> None:
