@@ -31,7 +31,13 @@ log = logging.getLogger("gateway")
 
 
 class BodyLimit:
-    """Refuses request bodies over ``max_bytes`` before they are buffered (413)."""
+    """Refuses request bodies over ``max_bytes`` before they are buffered (413).
+
+    A declared ``Content-Length`` is refused here, before any route; a chunked body is
+    found too large while it is read, and the reader gets ``BodyTooLarge``: a route
+    reading a stream raises it on, and FastAPI's own body parsing (which says 400 for any
+    body it cannot read) keeps it as the cause, which ``api.errors`` answers with.
+    """
 
     def __init__(self, app: Any, max_bytes: int, upload_max_bytes: int) -> None:
         self.app = app
@@ -43,9 +49,10 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.upload_max_bytes if scope["path"] == UPLOAD_PATH else self.max_bytes
+        too_large = errors.BodyTooLarge(f"the request body is over {limit} bytes")
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._reject(send, limit)
+            await self._reject(send, too_large)
             return
         seen = 0
 
@@ -54,17 +61,13 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _TooLarge
+                raise too_large
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(send, limit)
+        await self.app(scope, limited_receive, send)
 
-    async def _reject(self, send: Callable, limit: int) -> None:
-        body = errors.BodyTooLarge(f"the request body is over {limit} bytes").to_body()
-        payload = json.dumps(body).encode()
+    async def _reject(self, send: Callable, error: errors.BodyTooLarge) -> None:
+        payload = json.dumps(error.to_body()).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
@@ -74,10 +77,6 @@ class BodyLimit:
 
 
 UPLOAD_PATH = "/admin/adapters/upload"
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def start_services(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from gateway.api.deps import ServicesDep, TenantDep
+from gateway.api.deps import KeyFirstRoute, ServicesDep, TenantDep
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.protocol import (
     ChatCompletion,
@@ -19,7 +21,7 @@ from gateway.api.refusals import refusals_recorded
 from gateway.api.streaming import sse_response
 from gateway.service.types import ChatTask
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=KeyFirstRoute)
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503)}
 
 
@@ -56,7 +58,10 @@ async def chat_completions(
         prepared = services.chat.prepare(to_task(body), tenant)
     headers = adapter_headers(prepared.adapter_name, prepared.adapter_version, services)
     if prepared.constraint is not None and prepared.constraint.name:
-        headers["X-Gateway-Schema"] = prepared.constraint.name
+        # Names are checked plain ASCII; percent-encoding keeps any other value (never
+        # expected) from reaching the header bytes, where it would break the response.
+        name = prepared.constraint.name
+        headers["X-Gateway-Schema"] = quote(name, safe="", errors="surrogatepass")
     if body.stream:
         return await sse_response(
             services.chat.stream(prepared),

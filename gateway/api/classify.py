@@ -6,12 +6,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gateway.api.chat import adapter_headers
-from gateway.api.deps import ServicesDep, TenantDep
+from gateway.api.deps import KeyFirstRoute, ServicesDep, TenantDep
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.protocol import ClassifyRequest, ClassifyResponse, ErrorResponse, Usage
 from gateway.api.refusals import refusals_recorded
 
-router = APIRouter(tags=["classify"])
+router = APIRouter(tags=["classify"], route_class=KeyFirstRoute)
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503)}
 
 

@@ -1,16 +1,21 @@
-"""FastAPI dependencies, as named ``Annotated`` aliases."""
+"""FastAPI dependencies, as named ``Annotated`` aliases, and the route class that checks
+the key before the body is read."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 
 from gateway import errors
 from gateway.api.refusals import refusals_recorded, refused
 from gateway.service import Services
 from gateway.tenancy import Tenant
 from gateway.tenancy.keys import key_matches
+
+_UNCHECKED = object()
 
 
 def _services(request: Request) -> Services:
@@ -33,12 +38,18 @@ def bearer_key(request: Request) -> str | None:
 
 
 def _tenant(request: Request, services: ServicesDep) -> Tenant | None:
+    """The caller's tenant, checked once per request (``KeyFirstRoute`` may have done it)."""
+    checked = getattr(request.state, "tenant", _UNCHECKED)
+    if checked is not _UNCHECKED:
+        return checked  # type: ignore[return-value]
+    tenant = None
     if services.is_open:
-        request.state.tenant_name = "open"
-        return None  # local development: start-up allows this on loopback only
-    with refusals_recorded(request):
-        tenant = services.tenants.authenticate(bearer_key(request))
-    request.state.tenant_name = tenant.name  # for counting requests refused later
+        request.state.tenant_name = "open"  # local development: loopback only (start-up)
+    else:
+        with refusals_recorded(request):
+            tenant = services.tenants.authenticate(bearer_key(request))
+        request.state.tenant_name = tenant.name  # for counting requests refused later
+    request.state.tenant = tenant
     return tenant
 
 
@@ -50,5 +61,24 @@ def _admin(request: Request, services: ServicesDep) -> None:
         raise errors.Unauthorized("invalid admin key")
 
 
+def _checked_first(check: Callable[[Request, Services], object]) -> type[APIRoute]:
+    """A route class that runs ``check`` before FastAPI reads and parses the body (it
+    does so before solving any dependency): a keyless client with a malformed or huge
+    body learns 401, and the gateway buffers nothing for it."""
+
+    class CheckedFirstRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+            handler = super().get_route_handler()
+
+            async def checked_first(request: Request) -> Response:
+                check(request, _services(request))
+                return await handler(request)
+
+            return checked_first
+
+    return CheckedFirstRoute
+
+
 TenantDep = Annotated[Tenant | None, Depends(_tenant)]
-AdminDep = Depends(_admin)
+KeyFirstRoute = _checked_first(_tenant)  # /v1 routes: the tenant's key
+AdminKeyFirstRoute = _checked_first(_admin)  # /admin routes: the admin key

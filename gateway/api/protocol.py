@@ -1,30 +1,98 @@
 """Request and response bodies of the public API (OpenAI-compatible where it exists).
 
-Unknown request fields are refused, not ignored: a client that sends vLLM's removed
-``guided_json`` or a typo must learn that nothing enforced it.
+Unknown request fields are refused, not ignored, at every level (inside messages too):
+a client that sends vLLM's removed ``guided_json``, a tool call or a typo must learn that
+nothing enforced it. Every client string must be text: JSON can carry a lone UTF-16
+surrogate (``"\\ud800"``), which Python keeps but which no tokenizer, header or
+metrics page can encode, so it is refused here, before anything else sees it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
+
+from gateway.service.chat import MAX_SEED
 
 _LEGACY_HINT = "use response_format={'type': 'json_schema', ...} instead"
+MAX_NAME_CHARS = 256  # adapter names have at most 64; this bounds what an error echoes
+
+
+def text_only(value: Any) -> Any:
+    """Refuses a string that is not text; any other value is left to the field's type."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"not valid Unicode text: a lone surrogate at character {exc.start}"
+            ) from None
+    return value
+
+
+def json_text_only(value: Any) -> Any:
+    """``text_only`` for every string in a JSON value, keys included; iterative, as the
+    nesting is the client's."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            text_only(item)
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+def _content_kind(content: Any) -> str:
+    return "parts" if isinstance(content, list) else "string"
+
+
+# Before the type's own checks, so every such string gets the same answer.
+Text = Annotated[str, BeforeValidator(text_only)]
+Name = Annotated[Text, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+JsonObject = Annotated[dict[str, Any], BeforeValidator(json_text_only)]
 
 
 class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     type: Literal["text"]
-    text: str
+    text: Text
+
+
+# Tagged, so an error names the form the client sent ("parts"), not every form it did not.
+Content = Annotated[
+    Annotated[str, Tag("string")] | Annotated[list[TextPart], Tag("parts")],
+    Discriminator(_content_kind),
+    BeforeValidator(text_only),  # here, not in the union: the error names ``content``
+]
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    """OpenAI's message fields for these roles, less ``tool_calls``, ``function_call`` and
+    ``audio`` (refused: nothing here could honour them). ``name`` is accepted and ignored;
+    ``refusal`` is accepted only as null, as this gateway's own answers carry it, so an
+    SDK that sends an earlier answer back works."""
+
+    model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
-    name: str | None = None
+    content: Content | None = None
+    name: Text | None = None
+    refusal: None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -37,21 +105,21 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str
+    model: Name
     messages: list[ChatMessage] = Field(min_length=1)
-    response_format: dict[str, Any] | None = None
+    response_format: JsonObject | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0, le=2)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     stop: str | list[str] | None = None
     n: int = 1
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    stream_options: JsonObject | None = None
     # Accepted for SDK compatibility; they change nothing about generation.
-    user: str | None = None
-    metadata: dict[str, str] | None = None
+    user: Text | None = None
+    metadata: dict[Text, Text] | None = None
     store: bool | None = None
 
     @field_validator("n")
@@ -64,8 +132,13 @@ class ChatCompletionRequest(BaseModel):
     @field_validator("stop")
     @classmethod
     def _few_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(stop, list) and len(stop) > 4:
+        stops = [stop] if isinstance(stop, str) else stop or []
+        if len(stops) > 4:
             raise ValueError("at most 4 stop sequences")
+        if "" in stops:
+            raise ValueError("a stop sequence must not be empty")
+        for text in stops:
+            text_only(text)
         return stop
 
     def stop_tuple(self) -> tuple[str, ...]:
@@ -117,8 +190,8 @@ class ChatCompletion(BaseModel):
 class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=8000)
-    adapter: str | None = None
+    text: Annotated[Text, Field(min_length=1, max_length=8000)]
+    adapter: Name | None = None
 
 
 class ClassifyResponse(BaseModel):

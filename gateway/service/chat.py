@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway import errors
+from gateway.common.names import excerpt
 from gateway.config import Settings
 from gateway.engine.types import EngineClient, GenerationChunk, GenerationParams
 from gateway.observability.metrics import GatewayMetrics
@@ -28,6 +29,7 @@ from gateway.tenancy import Limiter, Tenant
 log = logging.getLogger(__name__)
 
 RETRY_TEMPERATURE = 0.7
+MAX_SEED = 2**63 - 1  # vLLM seeds are int64; -1 there means "no seed", so none are negative
 
 
 class ChatService:
@@ -75,7 +77,8 @@ class ChatService:
             return Constraint(json_object=True)
         if kind != "json_schema":
             raise errors.InvalidRequest(
-                f"response_format.type {kind!r} is not one of text, json_object, json_schema",
+                f"response_format.type {excerpt(kind)} is not one of text, json_object, "
+                "json_schema",
                 param="response_format.type",
             )
         spec = response_format.get("json_schema")
@@ -115,7 +118,7 @@ class ChatService:
             cap, owner = tenant.max_tokens, "your"
         if task.max_tokens is not None and task.max_tokens > cap:
             raise errors.MaxTokensExceeded(
-                f"max_tokens {task.max_tokens} is over {owner} cap of {cap}",
+                f"max_tokens is over {owner} cap of {cap}",  # the client's number may be long
                 param="max_tokens",
             )
         prompt_ids = self.engine.encode_chat(task.messages)
@@ -215,5 +218,5 @@ class ChatService:
             params,
             request_id=f"{params.request_id}-retry{attempt}",
             temperature=max(params.temperature, RETRY_TEMPERATURE),
-            seed=(params.seed or 0) + attempt,
+            seed=((params.seed or 0) + attempt) % (MAX_SEED + 1),
         )
