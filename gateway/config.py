@@ -45,6 +45,14 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body, in bytes; a larger one gets 413 body_too_large.",
     )
+    max_header_bytes: int = Field(
+        default=16_384,
+        ge=1024,
+        description="Bytes of request line plus headers held while a request head is "
+        "incomplete; past it the client gets 400 and the connection closes before any "
+        "handler runs (a head that arrives whole in one network read, at most 256 KiB, is "
+        "parsed whole).",
+    )
 
     # Base model
     model_dir: Path | None = Field(
@@ -228,6 +236,13 @@ class Settings(BaseSettings):
         description="Bearer key of the /admin API, which is off while unset; a random secret "
         "of at least 16 characters (placeholders are refused).",
     )
+    metrics_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key that GET /metrics requires (Prometheus' `authorization`); "
+        "no tenant key or admin key opens it. Unset: /metrics answers 401 with "
+        "auth_mode=tenants and is open with auth_mode=none. A random secret of at least 16 "
+        "characters, not the admin_key.",
+    )
     allow_open_auth: bool = Field(
         default=False, description="Permit auth_mode=none on a non-loopback host."
     )
@@ -282,10 +297,13 @@ class Settings(BaseSettings):
             )
         if self.auth_mode == "tenants" and self.tenants_file is None:
             raise ValueError("auth_mode=tenants needs tenants_file (a YAML file of tenants)")
-        if self.admin_key is not None:
-            key = self.admin_key.get_secret_value()
-            if len(key) < 16 or key.lower() in _PLACEHOLDER_KEYS:
-                raise ValueError("admin_key must be a random secret of at least 16 characters")
+        _check_secret("admin_key", self.admin_key)
+        _check_secret("metrics_key", self.metrics_key)
+        if self.metrics_key is not None and self.metrics_key == self.admin_key:
+            raise ValueError(
+                "metrics_key must differ from admin_key: scrapers keep it in their config, "
+                "and it must not open the admin API"
+            )
         return self
 
     @property
@@ -294,6 +312,15 @@ class Settings(BaseSettings):
 
 
 _PLACEHOLDER_KEYS = {"changeme", "change-me", "changethis", "secret", "admin", "password"}
+
+
+def _check_secret(field: str, secret: SecretStr | None) -> None:
+    """One strength rule for every key an operator sets: long, and not a placeholder."""
+    if secret is None:
+        return
+    key = secret.get_secret_value()
+    if len(key) < 16 or key.lower() in _PLACEHOLDER_KEYS:
+        raise ValueError(f"{field} must be a random secret of at least 16 characters")
 
 
 def _is_loopback(host: str) -> bool:

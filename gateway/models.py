@@ -81,13 +81,20 @@ def default_model_dir(cache_dir: Path) -> Path:
 def resolve_model(model_dir: Path | None, cache_dir: Path) -> ModelInfo:
     """The configured model directory, or the embedded default (provisioned if needed)."""
     if model_dir is not None:
-        if not (model_dir / "config.json").is_file():
-            raise ModelError(f"model_dir {model_dir} is not a Hugging Face model directory")
+        require_model_dir(model_dir)
         return ModelInfo(model_dir.name, model_dir, fingerprint_dir(model_dir))
     target = default_model_dir(cache_dir)
     if not verify(target):
         provision(target)
     return ModelInfo(DEFAULT_MODEL_NAME, target, default_fingerprint())
+
+
+def require_model_dir(model_dir: Path) -> None:
+    """Cheap enough to run before anything loads, so a wrong path is told at once."""
+    if not model_dir.exists():
+        raise ModelError(f"model_dir {model_dir} does not exist")
+    if not (model_dir / "config.json").is_file():
+        raise ModelError(f"model_dir {model_dir} is not a Hugging Face model directory")
 
 
 def verify(target: Path) -> bool:

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from gateway.common.usage import UsageError
+
 
 class LaunchError(RuntimeError):
     """The gateway exited or never became ready; the message holds its log tail."""
@@ -32,6 +34,17 @@ class RunningGateway:
     pid: int
     seconds_to_ready: float
     health_answered_while_loading: bool
+
+
+def require_ready(url: str) -> None:
+    """Fail at once, in one line, when ``url`` has no ready gateway: a benchmark run against
+    it would otherwise record every request as an error."""
+    try:
+        status = httpx.get(url.rstrip("/") + "/ready", timeout=10).status_code
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise UsageError(f"cannot reach a gateway at {url}: {exc}") from exc
+    if status != 200:
+        raise UsageError(f"the gateway at {url} is not ready (GET /ready answered {status})")
 
 
 def free_port() -> int:

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.common.lora import ALL_LINEAR
 from gateway.common.names import NAME_PATTERN
+from gateway.common.usage import UsageError, describe
 from schemas import NAMED_MODELS
 
 
@@ -66,9 +67,17 @@ class TrainConfig(BaseModel):
         return self
 
     def label_set(self) -> tuple[str, ...]:
-        if self.labels_file is not None:
-            return tuple(json.loads(self.labels_file.read_text()))
-        return tuple(self.labels)
+        if self.labels_file is None:
+            return tuple(self.labels)
+        try:
+            labels = json.loads(self.labels_file.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise UsageError(f"labels_file {self.labels_file} does not exist") from exc
+        except (OSError, ValueError) as exc:  # a folder, unreadable, not UTF-8, not JSON
+            raise UsageError(f"labels_file {self.labels_file} is not a JSON file: {exc}") from exc
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise UsageError(f"labels_file {self.labels_file} must hold a JSON list of strings")
+        return tuple(labels)
 
     @property
     def out_dir(self) -> Path:
@@ -82,16 +91,27 @@ def _coerce(value: str) -> Any:
         return value
 
 
-def load_config(path: Path | None, overrides: list[str]) -> TrainConfig:
-    data: dict[str, Any] = {}
-    if path is not None:
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: the top level must be a mapping")
-        data.update(loaded)
+    except FileNotFoundError as exc:
+        raise UsageError(f"config file {path} does not exist") from exc
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # a folder, not UTF-8, not YAML
+        raise UsageError(f"config file {path} is not readable YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise UsageError(f"config file {path}: the top level must be a mapping")
+    return loaded
+
+
+def load_config(path: Path | None, overrides: list[str]) -> TrainConfig:
+    """The YAML file, then each ``key=value`` over it; every mistake is a ``UsageError``."""
+    data: dict[str, Any] = _read_yaml(path) if path is not None else {}
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} is not key=value")
+        if not sep or not key.strip():
+            raise UsageError(f"override {item!r} is not key=value")
         data[key.strip()] = _coerce(value)
-    return TrainConfig(**data)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(f"training config: {describe(exc, TrainConfig.model_fields)}") from exc

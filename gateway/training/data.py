@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from gateway.common.usage import UsageError
 from gateway.training.config import TrainConfig
 
 
@@ -41,11 +44,35 @@ def sha256_text(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _read_text(path: Path) -> str:
+    """The file as text (line ends kept, for ``csv``); a missing or unreadable file is
+    the user's mistake, told in one line."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError as exc:
+        raise UsageError(f"data file {path} does not exist") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"data file {path} is not UTF-8 text (byte {exc.start})") from exc
+    except OSError as exc:  # a folder, no permission
+        raise UsageError(f"data file {path} cannot be read: {exc.strerror}") from exc
+
+
+def _json_row(line: str, where: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where}: not JSON ({exc.msg})") from exc
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: not a JSON object")
+    return raw
+
+
 def _labelled_row(raw: dict, where: str) -> LabelledExample:
     text = raw.get("text")
     label = raw.get("intent", raw.get("label", raw.get("category")))
     if not isinstance(text, str) or not text.strip() or not isinstance(label, str) or not label:
-        raise ValueError(f"{where}: needs a non-empty 'text' and 'intent' (or 'label')")
+        raise UsageError(f"{where}: needs a non-empty 'text' and 'intent' (or 'label')")
     human = raw.get("requires_human_agent", False)
     if isinstance(human, str):
         human = human.strip().lower() in {"1", "true", "yes"}
@@ -53,18 +80,18 @@ def _labelled_row(raw: dict, where: str) -> LabelledExample:
 
 
 def load_labelled(path: Path) -> list[LabelledExample]:
+    text = _read_text(path)
     if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = [
-                _labelled_row(r, f"{path}:{i + 2}") for i, r in enumerate(csv.DictReader(handle))
-            ]
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = [_labelled_row(r, f"{path}:{reader.line_num}") for r in reader]
     else:
         rows = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        for i, line in enumerate(text.splitlines()):
             if line.strip():
-                rows.append(_labelled_row(json.loads(line), f"{path}:{i + 1}"))
+                where = f"{path}:{i + 1}"
+                rows.append(_labelled_row(_json_row(line, where), where))
     if not rows:
-        raise ValueError(f"{path} holds no examples")
+        raise UsageError(f"data file {path} holds no examples")
     return rows
 
 
@@ -88,9 +115,13 @@ def _label_of(completion: str) -> str | None:
 
 def _chat_row(raw: dict, where: str) -> Example:
     messages = raw["messages"]
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages
+    ):
+        raise UsageError(f"{where}: 'messages' must be a list of objects with a text 'content'")
     roles = [m.get("role") for m in messages]
     if roles[-1:] != ["assistant"] or "user" not in roles:
-        raise ValueError(f"{where}: messages must end with an assistant turn after a user turn")
+        raise UsageError(f"{where}: messages must end with an assistant turn after a user turn")
     system = next((m["content"] for m in messages if m.get("role") == "system"), None)
     user = [m["content"] for m in messages if m.get("role") == "user"][-1]
     completion = messages[-1]["content"]
@@ -104,19 +135,20 @@ def load_examples(path: Path, confidence: float) -> list[Example]:
         return [
             Example(e.text, answer_json(e, confidence), e.label, None, str(path)) for e in labelled
         ]
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    if not lines:
-        raise ValueError(f"{path} holds no examples")
+    lines = _read_text(path).splitlines()
+    if not any(line.strip() for line in lines):
+        raise UsageError(f"data file {path} holds no examples")
     out: list[Example] = []
     for i, line in enumerate(lines):
-        where = f"{path}:{i + 1}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not JSON ({exc.msg})") from exc
+        if not line.strip():
+            continue
+        where = f"{path}:{i + 1}"  # the line number an editor shows
+        raw = _json_row(line, where)
         if "messages" in raw:
             out.append(_chat_row(raw, where))
         elif "prompt" in raw and "completion" in raw:
+            if not isinstance(raw["prompt"], str) or not isinstance(raw["completion"], str):
+                raise UsageError(f"{where}: 'prompt' and 'completion' must be strings")
             out.append(
                 Example(raw["prompt"], raw["completion"], _label_of(raw["completion"]), None, where)
             )

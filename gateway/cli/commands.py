@@ -1,0 +1,175 @@
+"""One function per ``gateway`` command; ``gateway.cli`` maps the command line onto them."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.inputs import (
+    base_model,
+    check_before_serving,
+    load_settings,
+    mistakes,
+    require_file,
+    serve_settings,
+    train_config,
+)
+from gateway.common.usage import UsageError
+from gateway.config import Settings
+
+
+def serve_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's arguments. h11, not httptools: only h11 caps the request head (httptools
+    reads a header of any size), and a client must not be able to make us buffer one."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "access_log": False,
+        "http": "h11",
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        # SIGTERM: stop accepting, let in-flight requests finish up to the grace period.
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_s) or None,
+    }
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.logs import setup_logging
+    from gateway.server import create_app
+
+    settings = serve_settings(args)
+    check_before_serving(settings)
+    setup_logging()
+    _apply_cpu_runtime(settings)
+    app = create_app(settings)
+    uvicorn.run(app, **serve_options(settings))
+    # Non-zero after a failed start or a dead engine, so an orchestrator restarts us.
+    return 1 if app.state.startup_error else 0
+
+
+def _apply_cpu_runtime(settings: Settings) -> None:
+    """Re-exec once with the CPU runtime's LD_PRELOAD: a preload only takes effect when a
+    process starts, and the front-end process (detokenising, validating) gains from the
+    allocator as much as the engine core it spawns."""
+    import logging
+    import os
+
+    from gateway.engine.cpu_runtime import is_cpu_build, runtime_env
+
+    if not is_cpu_build():
+        return
+    env = runtime_env(settings.cpu_preload, settings.cpu_threads_bind)
+    log = logging.getLogger("gateway.cli")
+    if missing := env.pop("GATEWAY_CPU_PRELOAD_MISSING", None):
+        log.warning("cpu_preload=%s: not installed here: %s", settings.cpu_preload, missing)
+    if "LD_PRELOAD" in env and not os.environ.get("GATEWAY_CPU_RUNTIME_APPLIED"):
+        log.info("re-executing with LD_PRELOAD=%s", env["LD_PRELOAD"])
+        env = {**os.environ, **env, "GATEWAY_CPU_RUNTIME_APPLIED": "1"}
+        os.execve(sys.executable, [sys.executable, "-m", "gateway.cli", *sys.argv[1:]], env)
+    os.environ.update({k: v for k, v in env.items() if k != "LD_PRELOAD"})
+
+
+def cmd_model_pull(args: argparse.Namespace) -> int:
+    info = base_model(load_settings())
+    print(json.dumps({"name": info.name, "path": str(info.path), "fingerprint": info.fingerprint}))
+    return 0
+
+
+def cmd_schemas_export(args: argparse.Namespace) -> int:
+    from schemas import NAMED_MODELS
+
+    settings = load_settings()
+    out = Path(args.out)
+    with mistakes(OSError):  # --out names a file, or a folder we may not write
+        out.mkdir(parents=True, exist_ok=True)
+        for name, factory in NAMED_MODELS.items():
+            schema = factory(tuple(settings.intent_labels)).model_json_schema()
+            (out / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
+            print(out / f"{name}.schema.json")
+    return 0
+
+
+def cmd_config_docs(args: argparse.Namespace) -> int:
+    from gateway.config_docs import render
+
+    with mistakes(OSError):
+        Path(args.out).write_text(render(), encoding="utf-8")
+    print(args.out)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gateway.errors import AdapterInvalid, AdapterVersionExists
+    from gateway.registry.store import store_limits
+    from gateway.training.recipe import DataCheckFailed, train
+
+    cfg = train_config(args)
+    print("launch:", " ".join(["gateway", *sys.argv[1:]]), flush=True)
+    settings = load_settings()
+    base = base_model(settings)
+    with mistakes(DataCheckFailed, AdapterInvalid, AdapterVersionExists):
+        out = train(cfg, base, store_limits(settings, base))
+    print(f"adapter written to {out}", flush=True)
+    if cfg.evaluate:
+        from gateway.evaluation import evaluate_adapter
+
+        evaluate_adapter(out, cfg, settings)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from gateway.evaluation import evaluate_adapter
+
+    cfg = train_config(args)
+    require_file(cfg.out_dir / "manifest.json", f"adapter {cfg.name}/{cfg.version}: manifest")
+    evaluate_adapter(cfg.out_dir, cfg, load_settings())
+    return 0
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    """A fresh key for a tenant (or the admin): show the key once, store only the hash."""
+    from gateway.tenancy import generate_key, hash_key
+
+    key = generate_key()
+    print(json.dumps({"api_key": key, "key_hash": hash_key(key)}))
+    return 0
+
+
+def cmd_keys_hash(args: argparse.Namespace) -> int:
+    """Read a key from stdin (not argv, which shells keep in history) and print its hash."""
+    from gateway.tenancy import hash_key
+
+    key = sys.stdin.readline().strip()
+    if not key:
+        raise UsageError("keys hash: pass the key on standard input")
+    print(hash_key(key))
+    return 0
+
+
+def cmd_bench_consistency(args: argparse.Namespace) -> int:
+    from gateway.bench.consistency.main import run
+    from gateway.bench.launch import require_ready
+
+    if args.rescore:
+        require_file(Path(args.rescore), "--rescore")
+    else:
+        require_file(args.data, "--data")
+        require_file(args.train, "--train")
+        if args.url:
+            require_ready(args.url)
+    run(args)
+    return 0
+
+
+def bench_main(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        return int(importlib.import_module(module).main(args))
+
+    return run
