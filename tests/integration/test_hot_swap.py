@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 NUM_CLIENTS = 8
 NUM_SWAPS = 20
+ANSWER_WAIT_S = 300  # a bound for a hung engine, not a speed requirement
 TEXTS = [
     "I was charged twice this month",
     "How do I reset my password?",
@@ -90,11 +91,22 @@ def test_hot_swap_under_load_fails_nothing(gateway: Gateway) -> None:
                     answers.append(answer)
                 n += 1
 
+    def answered_since(moment: float) -> None:
+        """Wait until a request sent after ``moment`` is answered: paced by the engine's
+        answers, not the wall clock, so a slow machine slows the test, never fails it."""
+        deadline = time.monotonic() + ANSWER_WAIT_S
+        while True:
+            with lock:
+                if any(a.sent > moment for a in answers):
+                    return
+            assert time.monotonic() < deadline, f"no answer in {ANSWER_WAIT_S} s"
+            time.sleep(0.05)
+
     threads = [threading.Thread(target=client, args=(i,)) for i in range(NUM_CLIENTS)]
     for thread in threads:
         thread.start()
     try:
-        time.sleep(2)
+        answered_since(0.0)
         for n in range(NUM_SWAPS):
             started = time.monotonic()
             if n % 2 == 0:
@@ -103,8 +115,7 @@ def test_hot_swap_under_load_fails_nothing(gateway: Gateway) -> None:
                 res = gateway.admin("POST", "/admin/adapters/demo/rollback")
             assert res.status_code == 200, res.text
             swaps.append(Swap(started, time.monotonic(), res.json()["current"]))
-            time.sleep(0.7)
-        time.sleep(1)
+            answered_since(swaps[-1].finished)  # each version serves between swaps
     finally:
         stop.set()
         for thread in threads:
@@ -112,7 +123,6 @@ def test_hot_swap_under_load_fails_nothing(gateway: Gateway) -> None:
 
     failed = [a for a in answers if a.status != 200]
     assert not failed, failed[:3]
-    assert len(answers) >= NUM_SWAPS
     for answer in answers:
         assert answer.version in _possible_versions(answer, swaps, "v1"), answer
     served = {a.version for a in answers}

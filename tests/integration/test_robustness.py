@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import psutil
 import pytest
 
 from gateway.bench.launch import RunningGateway, launch
-from tests.integration.conftest import DEMO_ADAPTER, Gateway
+from tests.integration.conftest import DEMO_ADAPTER, METRICS_KEY, Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -57,12 +58,23 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 def test_disconnected_clients_have_their_engine_work_aborted(gateway: Gateway) -> None:
-    before = gateway.get("/metrics").text
+    before = gateway.get("/metrics", key=METRICS_KEY).text
     cancelled_before = metric(before, "gateway_requests_total", code="cancelled")
 
+    body = json.dumps(long_body(200, 500)).encode()
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+        f"Authorization: Bearer {gateway.key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    host, port = gateway.url.removeprefix("http://").split(":")
+
     def give_up() -> None:
-        with pytest.raises(httpx.ReadTimeout):  # the client leaves after 2 s of ~15 s
-            gateway.post("/v1/chat/completions", long_body(200, 500), timeout=2)
+        # A socket of our own, closed for sure: the client leaves after 2 s of ~15 s.
+        with socket.create_connection((host, int(port)), timeout=2) as sock:
+            sock.sendall(head + body)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)
 
     threads = [threading.Thread(target=give_up) for _ in range(2)]
     for t in threads:
@@ -71,7 +83,7 @@ def test_disconnected_clients_have_their_engine_work_aborted(gateway: Gateway) -
         t.join()
     deadline = time.monotonic() + 10
     while True:
-        text = gateway.get("/metrics").text
+        text = gateway.get("/metrics", key=METRICS_KEY).text
         if metric(text, "gateway_requests_total", code="cancelled") >= cancelled_before + 2:
             break
         assert time.monotonic() < deadline, "the disconnects were not noticed"
@@ -81,7 +93,7 @@ def test_disconnected_clients_have_their_engine_work_aborted(gateway: Gateway) -
     # that one (the two abandoned ones would make it 3 had they not been aborted).
     short = gateway.post("/v1/chat/completions", long_body(3, 20))
     assert short.status_code == 200
-    text = gateway.get("/metrics").text
+    text = gateway.get("/metrics", key=METRICS_KEY).text
     assert metric(text, "gateway_engine_requests", state="running") <= 1
 
 
