@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,16 @@ from pydantic import BaseModel
 from gateway import errors
 from gateway.common.digest import canonical_digest, canonical_json
 from gateway.common.names import excerpt
+from gateway.service.schema_checks import (
+    check_patterns,
+    depth,
+    external_refs,
+    wire_unsafe_integer,
+)
 from gateway.service.schema_names import NAME_PARAM, NAME_RULE, check_name, is_schema_name
 from schemas import NAMED_MODELS
+
+MESSAGE_CHARS = 300  # third-party messages quote schema and output values: bounded
 
 
 @dataclass(frozen=True)
@@ -48,88 +55,6 @@ class ResolvedSchema:
             except Exception as exc:
                 return excerpt(str(exc), MESSAGE_CHARS)
         return None
-
-
-def _depth(value: Any, limit: int) -> int:
-    """Nesting depth, iterative so hostile input cannot blow the stack."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        deepest = max(deepest, level)
-        if deepest > limit:
-            return deepest
-        if isinstance(node, dict):
-            stack.extend((child, level + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, level + 1) for child in node)
-    return deepest
-
-
-MAX_PATTERN_CHARS = 1000
-MESSAGE_CHARS = 300  # third-party messages quote schema and output values: bounded
-# A group holding a variable quantifier, itself repeated: (a+)+, (\w*)*, (x+y){1,9}.
-# Python's backtracking ``re`` (which validation uses) can take exponential time on
-# these, so a client could stall the event loop with one crafted pattern.
-_NESTED_QUANTIFIER = re.compile(r"\([^()]*(?:[+*]|\{\d*,\d*\})[^()]*\)(?:[+*]|\{\d*,\d*\})")
-
-
-def nests_quantifiers(pattern: str) -> bool:
-    """Escapes and character classes are reduced to one plain character first, so the
-    ``+`` in ``[A-Za-z0-9+/]`` or ``\\+`` is not taken for a quantifier."""
-    simple = re.sub(r"\\.", "e", pattern)
-    simple = re.sub(r"\[\^?\]?[^\]]*\]", "c", simple)
-    return bool(_NESTED_QUANTIFIER.search(simple))
-
-
-def _objects(value: Any) -> Iterator[dict[str, Any]]:
-    """Every JSON object inside ``value``, iteratively (hostile nesting cannot recurse)."""
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            yield node
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-
-
-def _patterns(value: Any) -> list[str]:
-    """Every regex in a schema: ``pattern`` values and ``patternProperties`` keys."""
-    found: list[str] = []
-    for node in _objects(value):
-        if isinstance(node.get("pattern"), str):
-            found.append(node["pattern"])
-        if isinstance(node.get("patternProperties"), dict):
-            found.extend(k for k in node["patternProperties"] if isinstance(k, str))
-    return found
-
-
-def check_patterns(schema: Any, param: str) -> None:
-    """Refuse regexes that are invalid, huge, or open to catastrophic backtracking."""
-    for pattern in _patterns(schema):
-        if len(pattern) > MAX_PATTERN_CHARS:
-            raise errors.SchemaTooLarge(
-                f"a pattern is {len(pattern)} characters; the limit is {MAX_PATTERN_CHARS}",
-                param=param,
-            )
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise errors.SchemaInvalid(f"pattern {excerpt(pattern)} is not a valid regex: {exc}",
-                                       param=param) from exc  # fmt: skip
-        if nests_quantifiers(pattern):
-            raise errors.SchemaUnsupported(
-                f"pattern {excerpt(pattern)} nests quantifiers (e.g. (a+)+), which can take "
-                "exponential time to check; rewrite it without a quantified group that "
-                "itself repeats",
-                param=param,
-            )
-
-
-def _external_refs(value: Any) -> list[str]:
-    refs = (node.get("$ref") for node in _objects(value))
-    return [ref for ref in refs if isinstance(ref, str) and not ref.startswith("#")]
 
 
 class SchemaRegistry:
@@ -200,7 +125,7 @@ class SchemaRegistry:
         inline: bool = False,
     ) -> ResolvedSchema:
         param = "response_format.json_schema.schema"
-        if _depth(schema, self.max_depth) > self.max_depth:
+        if depth(schema, self.max_depth) > self.max_depth:
             raise errors.SchemaInvalid(
                 f"the schema nests deeper than {self.max_depth} levels", param=param
             )
@@ -235,12 +160,19 @@ class SchemaRegistry:
         digest: str | None = None,
     ) -> ResolvedSchema:
         param = "response_format.json_schema.schema"
-        if _depth(schema, self.max_depth) > self.max_depth:
+        if depth(schema, self.max_depth) > self.max_depth:
             raise errors.SchemaInvalid(
                 f"the schema nests deeper than {self.max_depth} levels", param=param
             )
         check_patterns(schema, param)
-        refs = _external_refs(schema)
+        huge = wire_unsafe_integer(schema)
+        if huge is not None:
+            raise errors.SchemaUnsupported(
+                f"the schema holds the integer {excerpt(str(huge), 40)}, outside the 64-bit "
+                "range the engine can carry",
+                param=param,
+            )
+        refs = external_refs(schema)
         if refs:
             raise errors.SchemaUnsupported(
                 f"only local '#/...' references are supported; found {excerpt(refs[0])}",
@@ -253,7 +185,8 @@ class SchemaRegistry:
             cls.check_schema(schema)
         except SchemaError as exc:
             raise errors.SchemaInvalid(
-                f"not a valid JSON Schema: {excerpt(exc.message, MESSAGE_CHARS)}", param=param
+                f"not a valid JSON Schema: {excerpt(exc.message, MESSAGE_CHARS)}",
+                param=param,
             ) from exc
         self.num_compiles += 1
         return ResolvedSchema(

@@ -108,3 +108,22 @@ class TestCheckOutput:
 
     def test_free_text_is_not_checked(self) -> None:
         assert check_output("anything", "length", None) is None
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "maxLength": 2**64},
+        {"enum": ["a", -(2**63) - 1]},
+        {"type": "object", "properties": {"n": {"const": 2**1000}}},
+    ],
+)
+def test_integers_the_engine_cannot_carry_are_refused(
+    registry: SchemaRegistry, schema: dict
+) -> None:
+    with pytest.raises(errors.SchemaUnsupported, match="64-bit"):
+        registry.resolve("big", schema)
+
+
+def test_the_largest_integers_the_engine_carries_are_kept(registry: SchemaRegistry) -> None:
+    registry.resolve("edge", {"enum": [2**64 - 1, -(2**63)], "maxLength": 2**63})
