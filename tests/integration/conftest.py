@@ -6,6 +6,7 @@ with two LoRA adapters, and tests talk to it over HTTP.
 
 from __future__ import annotations
 
+import gc
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,14 @@ ADMIN_KEY = "integration-admin-key-0123456789"
 METRICS_KEY = "integration-metrics-key-0123456789"  # what Prometheus sends to /metrics
 # Two tenants: "alpha" may use every adapter; "beta" only tenant-b and demo, with limits.
 TENANT_KEYS = {"alpha": "alpha-key-0123456789abcdef", "beta": "beta-key-0123456789abcdef"}
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_after_each_test() -> Iterator[None]:
+    """Collect after every test, so a socket or file a test leaks raises its
+    ResourceWarning (an error here) in that test, not in whichever test runs next."""
+    yield
+    gc.collect()
 
 
 @dataclass(frozen=True)

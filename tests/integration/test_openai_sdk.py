@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import openai
@@ -20,8 +21,9 @@ class Ticket(BaseModel):
 
 
 @pytest.fixture(scope="module")
-def client(gateway: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=gateway.key, timeout=300)
+def client(gateway: Gateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=gateway.key, timeout=300) as sdk:
+        yield sdk
 
 
 MESSAGES = [{"role": "user", "content": "I cannot log in to my account. Triage this ticket."}]
@@ -87,10 +89,10 @@ def test_key_errors_reach_the_sdk_typed(gateway: Gateway) -> None:
     def sdk(key: str) -> openai.OpenAI:
         return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
 
-    with pytest.raises(openai.AuthenticationError):
-        sdk("not-a-key-0123456789").models.list()
-    with pytest.raises(openai.PermissionDeniedError) as info:
-        sdk(TENANT_KEYS["beta"]).chat.completions.create(model="banking77", messages=MESSAGES)
-    assert info.value.code == "adapter_forbidden"
-    ids = [m.id for m in sdk(TENANT_KEYS["beta"]).models.list()]
-    assert ids == ["base", "tenant-b", "demo"]
+    with sdk("not-a-key-0123456789") as stranger, pytest.raises(openai.AuthenticationError):
+        stranger.models.list()
+    with sdk(TENANT_KEYS["beta"]) as beta:
+        with pytest.raises(openai.PermissionDeniedError) as info:
+            beta.chat.completions.create(model="banking77", messages=MESSAGES)
+        assert info.value.code == "adapter_forbidden"
+        assert [m.id for m in beta.models.list()] == ["base", "tenant-b", "demo"]
