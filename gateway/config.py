@@ -24,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # "auto" is vLLM's per-request fallback: xgrammar, else guidance, else outlines, chosen by
 # what each schema needs (vLLM 0.32 refuses a backend named per request).
 StructuredBackend = Literal["xgrammar", "guidance", "outlines", "auto"]
+BaseVariant = Literal["bf16", "w4a16", "w8a8"]  # of the embedded default model
 
 
 class Settings(BaseSettings):
@@ -62,20 +63,29 @@ class Settings(BaseSettings):
     )
     model_cache_dir: Path = Field(
         default=Path.home() / ".cache" / "lora-gateway" / "models",
-        description="Where `gateway model pull` writes the embedded base model; later starts "
-        "verify its file hashes and reuse it.",
+        description="Where `gateway model pull` writes the embedded base model and its "
+        "quantized variants (and `gateway model quantize` its checkpoints and, under "
+        "`tools/`, the quantizer's own venv); later starts verify file hashes and reuse them.",
     )
     served_model_name: str = Field(
         default="base",
         description="The `model` value that selects the base model without an adapter; "
         "must not be an adapter name.",
     )
+    base_variant: BaseVariant = Field(
+        default="w8a8",
+        description="Which variant of the embedded default model to serve: bf16 (the "
+        "unquantized conversion adapters are trained on), w4a16 (int4 weights in groups of "
+        "32, GPTQ) or w8a8 (int8 weights and activations; the default: as fast as bf16 "
+        "here and within a point of its accuracy, see docs/benchmarks/bases). A quantized "
+        "variant is made by `gateway model pull` on first use; ignored when model_dir is set.",
+    )
     quantization: str | None = Field(
-        default="int8_per_channel_weight_only",
-        description="vLLM quantization method (`fp8`, `awq`, `gptq`, ...); empty or `none` = "
-        "off. In vLLM 0.32 the default online shorthand quantizes MoE layers only, so on a "
-        "dense model it changes nothing; real int8/int4 on CPU needs a pre-quantized "
-        "(AWQ/GPTQ) checkpoint.",
+        default=None,
+        description="vLLM online quantization method; empty or `none` = off. A "
+        "compressed-tensors checkpoint (base_variant w4a16/w8a8, or `gateway model "
+        "quantize` output) states its method in config.json and needs none. `fp8` / "
+        "`fp8_per_tensor` quantize an unquantized model on CUDA; on CPU they are slow.",
     )
     dtype: str = Field(default="bfloat16", description="Engine dtype (vLLM's `dtype`).")
     max_model_len: int = Field(

@@ -1,4 +1,4 @@
-"""``gateway serve | train | eval | bench | model | keys | schemas | config``: the entry points.
+"""``gateway serve | train | eval | bench | model | adapters | keys | schemas | config``.
 
 A mistake of the user (a missing file, a bad row or value, an occupied port, a server
 that does not answer) raises ``UsageError`` where it is found, before any model loads;
@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from gateway.cli.adapters import add_adapters_commands
 from gateway.cli.commands import (
     bench_main,
     cmd_bench_consistency,
@@ -18,14 +19,16 @@ from gateway.cli.commands import (
     cmd_eval,
     cmd_keys_hash,
     cmd_keys_new,
-    cmd_model_pull,
     cmd_schemas_export,
     cmd_serve,
     cmd_train,
 )
+from gateway.cli.model import add_model_commands
 from gateway.common.usage import UsageError
 
 BENCHES = (
+    ("bases", "base variants (bf16, W4A16, W8A8): size, memory, speed, accuracy, ratios",
+     "gateway.bench.bases.main", bench_main("gateway.bench.bases.main")),
     ("consistency", "fine-tuned + constrained against prompt-only baselines",
      "gateway.bench.consistency.main", cmd_bench_consistency),
     ("perf", "gateway vs bare AsyncLLM vs vllm serve, alternating rounds, ratios",
@@ -75,10 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(module).add_arguments(cmd)
         cmd.set_defaults(func=func)
 
-    model = sub.add_parser("model", help="base-model provisioning")
-    model_sub = model.add_subparsers(dest="model_command", required=True)
-    pull = model_sub.add_parser("pull", help="provision and verify the configured base model")
-    pull.set_defaults(func=cmd_model_pull)
+    add_model_commands(sub)
+
+    add_adapters_commands(sub)
 
     keys = sub.add_parser("keys", help="API keys for tenants.yaml (only hashes are stored)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

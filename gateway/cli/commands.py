@@ -76,12 +76,6 @@ def _apply_cpu_runtime(settings: Settings) -> None:
     os.environ.update({k: v for k, v in env.items() if k != "LD_PRELOAD"})
 
 
-def cmd_model_pull(args: argparse.Namespace) -> int:
-    info = base_model(load_settings())
-    print(json.dumps({"name": info.name, "path": str(info.path), "fingerprint": info.fingerprint}))
-    return 0
-
-
 def cmd_schemas_export(args: argparse.Namespace) -> int:
     from schemas import NAMED_MODELS
 
@@ -107,6 +101,7 @@ def cmd_config_docs(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gateway.errors import AdapterInvalid, AdapterVersionExists
+    from gateway.models import ModelError
     from gateway.registry.store import store_limits
     from gateway.training.recipe import DataCheckFailed, train
 
@@ -114,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print("launch:", " ".join(["gateway", *sys.argv[1:]]), flush=True)
     settings = load_settings()
     base = base_model(settings)
-    with mistakes(DataCheckFailed, AdapterInvalid, AdapterVersionExists):
+    with mistakes(DataCheckFailed, AdapterInvalid, AdapterVersionExists, ModelError):
         out = train(cfg, base, store_limits(settings, base))
     print(f"adapter written to {out}", flush=True)
     if cfg.evaluate:

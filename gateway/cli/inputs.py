@@ -4,6 +4,7 @@ model loads; each mistake is a ``UsageError`` worded for the user, not a traceba
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import tomllib
@@ -87,6 +88,7 @@ def check_before_serving(settings: Settings) -> None:
     if settings.model_dir is not None:
         with mistakes(ModelError):
             require_model_dir(settings.model_dir)
+    _check_quantization(settings)
     if settings.auth_mode == "tenants" and settings.tenants_file is not None:
         require_file(settings.tenants_file, "tenants_file")
     for name, version in settings.adapters.items():
@@ -94,11 +96,31 @@ def check_before_serving(settings: Settings) -> None:
             raise UsageError(f"adapter {name}={version} is not in {settings.adapter_store}")
 
 
+def _check_quantization(settings: Settings) -> None:
+    """An online method on a checkpoint that is already quantized: vLLM would refuse it
+    only after loading, with a mismatch message that names neither setting."""
+    if settings.quantization is None:
+        return
+    if settings.model_dir is None:
+        quantized = settings.base_variant != "bf16"
+        what = f"base_variant {settings.base_variant}"
+    else:
+        config = json.loads((settings.model_dir / "config.json").read_text())
+        quantized = isinstance(config.get("quantization_config"), dict)
+        what = f"the checkpoint in {settings.model_dir}"
+    if quantized:
+        raise UsageError(
+            f"quantization {settings.quantization!r} is an online method, but {what} is "
+            "already quantized (vLLM reads its method from config.json); set quantization: "
+            "none, or serve an unquantized model (base_variant: bf16)"
+        )
+
+
 def base_model(settings: Settings) -> ModelInfo:
     from gateway.models import ModelError, resolve_model
 
     with mistakes(ModelError):
-        return resolve_model(settings.model_dir, settings.model_cache_dir)
+        return resolve_model(settings.model_dir, settings.model_cache_dir, settings.base_variant)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

@@ -19,7 +19,7 @@ def default_engine(settings: Settings) -> tuple[EngineClient, ModelInfo]:
 
 def engine_options(settings: Settings) -> tuple[EngineOptions, ModelInfo]:
     """The engine arguments ``settings`` ask for (resolving, and if need be pulling, the model)."""
-    info = resolve_model(settings.model_dir, settings.model_cache_dir)
+    info = resolve_model(settings.model_dir, settings.model_cache_dir, settings.base_variant)
     options = EngineOptions(
         model_path=str(info.path),
         quantization=settings.quantization,

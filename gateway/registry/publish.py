@@ -69,7 +69,7 @@ def publish(store: AdapterStore, name: str, version: str, staged: Path) -> Adapt
     found = store.check_folder(staged, name, version)
     make_readable(staged)
     try:
-        _rename_noreplace(staged, target)
+        rename_noreplace(staged, target)
     except FileExistsError:  # a concurrent publisher won the name after the check above
         raise _exists(name, version) from None
     return dataclasses.replace(found, path=target)
@@ -104,7 +104,7 @@ def _exists(name: str, version: str) -> errors.AdapterVersionExists:
     )
 
 
-def _rename_noreplace(source: Path, target: Path) -> None:
+def rename_noreplace(source: Path, target: Path) -> None:
     """Rename atomically; ``FileExistsError`` if anything is at ``target``."""
     if _RENAMEAT2 is not None:
         flags = _RENAME_NOREPLACE

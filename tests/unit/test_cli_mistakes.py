@@ -28,8 +28,8 @@ def guarded(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.startswith("GATEWAY_")]:
         monkeypatch.delenv(name)
     for target in (
-        "gateway.models.verify",  # the default base model: checked, then loaded
-        "gateway.models.fingerprint_dir",  # a configured one
+        "gateway.models.identity.verify",  # the default base model: checked, then loaded
+        "gateway.models.identity.fingerprint_dir",  # a configured one
         "gateway.training.recipe.train",
         "gateway.evaluation.evaluate_adapter",
         "gateway.server.create_app",
@@ -173,6 +173,8 @@ def test_serve_on_an_occupied_port(capsys: pytest.CaptureFixture[str], held_port
         (["--adapter", "demo"], {}, "--adapter expects NAME=VERSION"),
         (["--adapter", "demo=v999"], {}, "adapter demo=v999 is not in"),
         (["--port", "0"], {}, "settings: port: Input should be greater than or equal to 1"),
+        ([], {"GATEWAY_QUANTIZATION": "fp8"},
+         "quantization 'fp8' is an online method, but base_variant w8a8 is already quantized"),
     ],
 )  # fmt: skip
 def test_serve_refuses_before_the_engine_starts(

