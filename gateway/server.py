@@ -93,6 +93,7 @@ async def start_services(
             services.adapters.ensure(name, version)  # validated before the engine starts
         app.state.engine = engine
         await engine.start()  # type: ignore[attr-defined]
+        services.describe_base(engine.quantization or {"method": "none"})
         for name in services.adapters.names()[: settings.max_cpu_loras]:
             await services.adapters.load(name)  # warm the current versions
         app.state.services = services

@@ -15,10 +15,20 @@ ERRORS = {code: {"model": ErrorResponse} for code in (401, 503)}
 async def list_models(services: ServicesDep, tenant: TenantDep) -> ModelList:
     """A tenant sees the base model and the adapters it may use, nothing else."""
     base = services.settings.served_model_name
-    cards = [ModelCard(id=base, created=services.adapters.created, root=services.base_model.name)]
+    cards = [
+        ModelCard(
+            id=base, created=services.adapters.created, root=services.base_model.name,
+            quantization=services.base_quantization,
+        )
+    ]  # fmt: skip
     for name in services.adapters.names():
         if tenant is not None and not tenant.may_use(name):
             continue
         found = services.adapters.current(name)
-        cards.append(ModelCard(id=name, created=found.created, root=name, parent=base))
+        cards.append(
+            ModelCard(
+                id=name, created=found.created, root=name, parent=base,
+                calibrated=found.calibrated,
+            )
+        )  # fmt: skip
     return ModelList(data=cards)

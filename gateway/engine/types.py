@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.common.prompts import DecisionToken
+
 
 @dataclass(frozen=True)
 class LoraRef:
@@ -31,6 +33,21 @@ class GenerationParams:
     json_schema: dict[str, Any] | None = None
     json_object: bool = False
     lora: LoraRef | None = None
+    # Log-probabilities to return with each generated token: the ``logprobs`` most likely
+    # (0: the sampled token only), and/or these ids' (a classify request's label tokens).
+    logprobs: int | None = None
+    logprob_token_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """One generated token and the log-probabilities asked for at its position, as plain
+    floats: ``logprobs`` maps every returned id (the sampled one included) to its
+    log-probability over the whole vocabulary, after any structured-output mask."""
+
+    token_id: int
+    text: str
+    logprobs: dict[int, float]
 
 
 @dataclass
@@ -41,6 +58,7 @@ class GenerationChunk:
     num_prompt_tokens: int
     num_output_tokens: int
     finish_reason: str | None = None
+    logprobs: list[TokenLogprobs] | None = None  # one per token of this delta, when asked
 
 
 @dataclass(frozen=True)
@@ -59,11 +77,17 @@ class EngineClient(Protocol):
 
     max_model_len: int
     on_stats: Callable[[EngineStats], None] | None
+    # What the loaded model really quantized (read from the engine once started).
+    quantization: dict[str, Any] | None
 
     @property
     def is_ready(self) -> bool: ...
 
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]: ...
+
+    def encode_text(self, text: str) -> list[int]: ...
+
+    def decision_tokens(self, labels: tuple[str, ...]) -> tuple[DecisionToken, ...]: ...
 
     def generate(self, params: GenerationParams) -> AsyncIterator[GenerationChunk]: ...
 

@@ -16,20 +16,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors
-from gateway.common.prompts import render_prompt
+from gateway.common.prompts import DecisionToken, decision_tokens, render_prompt
 from gateway.engine.failures import (
     adapter_failure,
     check_adapter_files,
     engine_failure,
     generation_failure,
 )
-from gateway.engine.types import EngineStats, GenerationChunk, GenerationParams, LoraRef
+from gateway.engine.quantization import QuantizationRefused, checked_summary
+from gateway.engine.types import (
+    EngineStats,
+    GenerationChunk,
+    GenerationParams,
+    LoraRef,
+    TokenLogprobs,
+)
 
 log = logging.getLogger(__name__)
 
 # vLLM refuses disable_any_whitespace with "auto" (it may fall back to outlines), so an
 # auto deployment allows whitespace in JSON: the model may pad, within max_tokens.
 WHITESPACE_FREE_BACKENDS = ("xgrammar", "guidance")
+# Loaded by vLLM in the engine process (see ``worker_ext``); a name, so that importing
+# this module does not patch vLLM in the gateway's own process.
+WORKER_EXTENSION = "gateway.engine.worker_ext.GatewayWorkerExtension"
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ def engine_args(opts: EngineOptions) -> Any:
         enforce_eager=opts.enforce_eager,
         seed=opts.seed,
         disable_log_stats=True,
+        worker_extension_cls=WORKER_EXTENSION,
     )
 
 
@@ -103,7 +114,25 @@ def sampling_params(params: GenerationParams) -> Any:
         stop=list(params.stop) or None,
         structured_outputs=structured,
         output_kind=RequestOutputKind.DELTA,
+        logprobs=params.logprobs,
+        logprob_token_ids=list(params.logprob_token_ids) if params.logprob_token_ids else None,
     )
+
+
+def token_logprobs(token_ids: Any, positions: Any) -> list[TokenLogprobs]:
+    """vLLM's per-position ``{id: Logprob}`` as plain floats, one entry per new token.
+
+    vLLM's ranks are ignored: for ``logprob_token_ids`` it numbers the ids 1..n as if they
+    were the top n, which they are not.
+    """
+    return [
+        TokenLogprobs(
+            token_id=token_id,
+            text=position[token_id].decoded_token or "",
+            logprobs={index: float(entry.logprob) for index, entry in position.items()},
+        )
+        for token_id, position in zip(token_ids, positions, strict=True)
+    ]
 
 
 def lora_request(lora: LoraRef | None) -> Any:
@@ -125,7 +154,9 @@ class VllmEngine:
         self._tokenizer: Any = None
         self._ready = False
         self.start_seconds: float | None = None
+        self.quantization: dict[str, Any] | None = None
         self.on_stats: Callable[[EngineStats], None] | None = None
+        self._decision_tokens: dict[tuple[str, ...], tuple[DecisionToken, ...]] = {}
 
     @property
     def is_ready(self) -> bool:
@@ -141,6 +172,7 @@ class VllmEngine:
         # Building the engine takes tens of seconds; off the event loop, /health answers.
         loggers = [_stats_bridge(self)] if self.on_stats is not None else None
         self._llm = await asyncio.to_thread(build_llm, opts, loggers)
+        await self._check_quantization()
         probe = GenerationParams(
             request_id=f"ready-probe-{uuid.uuid4().hex}",
             prompt_token_ids=self.encode_chat([{"role": "user", "content": "Hi"}]),
@@ -152,6 +184,15 @@ class VllmEngine:
         self._ready = True
         log.info("engine ready in %.1f s", self.start_seconds)
 
+    async def _check_quantization(self) -> None:
+        replies = await self._llm.collective_rpc("gateway_quantization_summary")
+        try:
+            opts = self.options
+            self.quantization = checked_summary(replies[0], opts.quantization, opts.model_path)
+        except QuantizationRefused:
+            self.shutdown()
+            raise
+
     def shutdown(self) -> None:
         self._ready = False
         if self._llm is not None:
@@ -161,6 +202,16 @@ class VllmEngine:
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         """The model's own chat template, rendered the way training renders it."""
         return render_prompt(self._tokenizer, messages)
+
+    def encode_text(self, text: str) -> list[int]:
+        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decision_tokens(self, labels: tuple[str, ...]) -> tuple[DecisionToken, ...]:
+        """The label tokens under the served tokenizer (the same rule training uses)."""
+        found = self._decision_tokens.get(labels)
+        if found is None:
+            found = self._decision_tokens[labels] = decision_tokens(self._tokenizer, labels)
+        return found
 
     async def add_lora(self, lora: LoraRef) -> None:
         """Load ``lora`` into the engine; its files are checked here first, where a bad
@@ -200,6 +251,11 @@ class VllmEngine:
                     num_prompt_tokens=len(params.prompt_token_ids),
                     num_output_tokens=num_output,
                     finish_reason=completion.finish_reason if out.finished else None,
+                    logprobs=(
+                        None
+                        if completion.logprobs is None
+                        else token_logprobs(completion.token_ids, completion.logprobs)
+                    ),
                 )
         except Exception as exc:  # cancellation is a BaseException and passes untouched
             failure = generation_failure(

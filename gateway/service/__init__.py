@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.config import Settings
 from gateway.engine.types import EngineClient, EngineStats
@@ -10,7 +11,7 @@ from gateway.models import ModelInfo
 from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
 from gateway.registry.state import RegistryState
-from gateway.registry.store import AdapterStore, store_limits
+from gateway.registry.store import AdapterStore, merged_profile, store_limits
 from gateway.service.chat import ChatService
 from gateway.service.classify import ClassifyService
 from gateway.service.schemas import SchemaRegistry
@@ -32,6 +33,7 @@ class Services:
     limiter: Limiter
     admin_key_hash: str | None
     metrics: GatewayMetrics
+    base_quantization: dict[str, Any] = field(default_factory=lambda: {"method": "none"})
 
     @property
     def is_open(self) -> bool:
@@ -62,20 +64,33 @@ class Services:
         adapters.residency.on_event = lambda name, event: metrics.adapter_events.labels(
             adapter=metrics.labels.fold("adapter", name), event=event
         ).inc()
-        metrics.build.info({
-            "version": _version(), "base_model": base_model.name,
-            "quantization": settings.quantization or "none",
-            "structured_backend": settings.structured_backend,
-        })  # fmt: skip
         chat = ChatService(engine, adapters, schemas, settings, limiter, metrics)
         engine.on_stats = lambda stats: record_engine_stats(metrics, chat, stats)
         classify = ClassifyService(
-            chat, tuple(settings.intent_labels), settings.classify_max_tokens
-        )
-        return cls(
+            chat, tuple(settings.intent_labels), settings.classify_max_tokens,
+            base_profile=merged_profile(base_model.path),
+        )  # fmt: skip
+        services = cls(
             settings, engine, adapters, schemas, chat, classify, base_model, tenants, limiter,
             admin_hash, metrics,
         )  # fmt: skip
+        services.describe_base(None)
+        return services
+
+    def describe_base(self, quantization: dict[str, Any] | None) -> None:
+        """Publish what the engine reports of the base model (``None`` until it started):
+        the build-info metric and ``/v1/models`` say what is really quantized."""
+        self.base_quantization = {"variant": self.base_model.variant, **(quantization or {})}
+        self.base_quantization.setdefault("method", "pending" if quantization is None else "none")
+        q = self.base_quantization
+        self.metrics.build.info({
+            "version": _version(), "base_model": self.base_model.name,
+            "base_variant": str(q["variant"]), "quantization": str(q["method"]),
+            "weight_bits": str(q.get("weight_bits") or ""),
+            "group_size": str(q.get("group_size") or ""),
+            "quantized_layers": str(q.get("quantized_layers", "")),
+            "structured_backend": self.settings.structured_backend,
+        })  # fmt: skip
 
     def refresh_gauges(self) -> None:
         """Gauges read from live state just before a scrape."""

@@ -6,8 +6,9 @@ import json
 
 from fastapi.testclient import TestClient
 
+from gateway.config import Settings
 from tests.fake_engine import FakeEngine
-from tests.unit.conftest import script
+from tests.unit.conftest import script, started_client
 
 SCHEMA = {
     "type": "object",
@@ -170,22 +171,6 @@ def test_malformed_and_oversized_bodies(client: TestClient) -> None:
     assert huge.json()["error"]["code"] == "body_too_large"
 
 
-def test_classify_uses_intent_schema(client: TestClient, engine: FakeEngine) -> None:
-    script(engine, '{"intent":"password_reset","confidence":0.8,"requires_human_agent":false}')
-    res = client.post("/v1/classify", json={"text": "I forgot my password"})
-    assert res.status_code == 200
-    assert res.json()["intent"] == "password_reset"
-    assert engine.calls[-1].temperature == 0
-    assert engine.calls[-1].json_schema["properties"]["confidence"]["maximum"] == 1
-
-
-def test_classify_rejects_label_outside_set(client: TestClient, engine: FakeEngine) -> None:
-    script(engine, '{"intent":"weather","confidence":0.8,"requires_human_agent":false}')
-    res = client.post("/v1/classify", json={"text": "hi"})
-    assert res.status_code == 502
-    assert res.json()["error"]["code"] == "output_invalid"
-
-
 def test_models_lists_base_and_adapters(client: TestClient) -> None:
     ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
     assert ids == ["base", "tenant-a"]
@@ -263,3 +248,29 @@ def test_a_one_step_answer_streams_as_one_write(client: TestClient, engine: Fake
     events = [e for e in writes[0].decode().split("\n\n") if e]
     assert events[0].startswith('data: {"id"') and events[-1] == "data: [DONE]"
     assert len(events) == 5  # role, content, finish, usage, [DONE]
+
+
+W4A16 = {
+    "method": "compressed-tensors", "weight_bits": 4, "group_size": 32,
+    "linear_layers": 120, "quantized_layers": 120, "kernels": {"CPUWNA16LinearKernel": 120},
+}  # fmt: skip
+
+
+def test_models_and_build_info_say_what_the_engine_quantized(settings: Settings) -> None:
+    engine = FakeEngine(quantization=W4A16)
+    for client in started_client(settings, engine):
+        base = client.get("/v1/models").json()["data"][0]
+        assert base["quantization"]["quantized_layers"] == 120
+        assert base["quantization"]["kernels"] == {"CPUWNA16LinearKernel": 120}
+        metrics = client.get("/metrics").text
+        info = next(line for line in metrics.splitlines() if line.startswith("gateway_build_info"))
+        for label in ('quantization="compressed-tensors"', 'weight_bits="4"',
+                      'group_size="32"', 'quantized_layers="120"'):  # fmt: skip
+            assert label in info
+        adapter = client.get("/v1/models").json()["data"][1]
+        assert adapter.get("quantization") is None  # the base card carries it, once
+
+
+def test_an_unquantized_base_says_none(client: TestClient) -> None:
+    base = client.get("/v1/models").json()["data"][0]
+    assert base["quantization"]["method"] == "none"
