@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import errors
+from gateway.calibration import EscalationPolicy
 from gateway.common.names import excerpt, require_name
+from gateway.common.prompts import DecisionToken
 from gateway.errors import AdapterInvalid
+from gateway.registry.answers import read_answer, read_escalation, read_temperature
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -68,6 +71,14 @@ class AdapterVersion:
     system_prompt: str | None
     labels: tuple[str, ...] | None
     schema_name: str | None
+    answer: tuple[DecisionToken, ...] | None = None  # None: legacy, answers in JSON
+    temperature: float | None = None  # None: uncalibrated
+    escalation: EscalationPolicy | None = None  # the adapter's default policy
+
+    @property
+    def calibrated(self) -> bool:
+        """Classify confidences are temperature-scaled (a legacy adapter's never are)."""
+        return self.answer is not None and self.temperature is not None
 
 
 def check_name(value: str, what: str) -> str:
@@ -142,7 +153,7 @@ class AdapterStore:
         check_safetensors(folder / "adapter_model.safetensors", where)
         manifest = _read_json(folder / "manifest.json", where)
         self._check_manifest(manifest, where)
-        labels = manifest.get("labels")
+        labels = tuple(manifest["labels"]) if manifest.get("labels") else None
         return AdapterVersion(
             name=name,
             version=version,
@@ -151,8 +162,11 @@ class AdapterStore:
             size_bytes=total,
             created=int((folder / "adapter_model.safetensors").stat().st_mtime),
             system_prompt=manifest.get("system_prompt"),
-            labels=tuple(labels) if labels else None,
+            labels=labels,
             schema_name=(manifest.get("schema") or {}).get("name"),
+            answer=read_answer(manifest, labels, where),
+            temperature=read_temperature(manifest, where),
+            escalation=read_escalation(manifest, labels, where),
         )
 
     def _check_config(self, config: dict[str, Any], where: str) -> int:
@@ -232,3 +246,33 @@ def check_safetensors(path: Path, where: str) -> None:
             raise AdapterInvalid(f"{where}: {path.name}: bad entry for {key}") from exc
         if not 0 <= begin <= end <= data_bytes or end - begin != expected:
             raise AdapterInvalid(f"{where}: {path.name}: tensor {key} does not fit the file")
+
+
+def merged_profile(model_dir: Path) -> AdapterVersion | None:
+    """How a merged model classifies: the merged adapter's labels, prompt, decision
+    tokens, temperature and escalation, which ``gateway adapters merge`` copied into the
+    model's provenance. Served with no LoRA; None for any other model folder."""
+    path = model_dir / "provenance.json"
+    if not path.is_file():
+        return None
+    provenance = _read_json(path, str(path))
+    block = provenance.get("classify") if provenance.get("kind") == "merged" else None
+    if not isinstance(block, dict) or not block.get("labels"):
+        return None
+    where = f"merged model {model_dir.name}"
+    labels = tuple(block["labels"])
+    adapter = provenance.get("adapter") or {}
+    return AdapterVersion(
+        name=str(adapter.get("name", model_dir.name)),
+        version=str(adapter.get("version", "merged")),
+        path=model_dir,
+        rank=0,
+        size_bytes=0,
+        created=int(path.stat().st_mtime),
+        system_prompt=block.get("system_prompt"),
+        labels=labels,
+        schema_name=(block.get("schema") or {}).get("name"),
+        answer=read_answer(block, labels, where),
+        temperature=read_temperature(block, where),
+        escalation=read_escalation(block, labels, where),
+    )
