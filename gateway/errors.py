@@ -89,6 +89,12 @@ class AdapterInvalid(InvalidRequest):
     code = "adapter_invalid"
 
 
+class AdapterHasNoLabels(InvalidRequest):
+    """Classify on an adapter whose manifest records no label set (a chat-only adapter)."""
+
+    code = "adapter_has_no_labels"
+
+
 class AdapterNotFound(InvalidRequest):
     status_code = 404
     code = "adapter_not_found"

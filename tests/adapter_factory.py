@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.models import ModelInfo
+from schemas.intent import DEMO_LABELS
 
 if TYPE_CHECKING:
     from transformers import LlamaConfig
@@ -65,7 +66,9 @@ def make_random_adapter(
         "base_model": {"name": base.name, "fingerprint": base.fingerprint},
         "lora": {"rank": rank, "alpha": rank, "target_modules": list(config.target_modules)},
         "system_prompt": None,
-        "labels": None,
+        # a label set, so /v1/classify serves it (in JSON, as an adapter without an
+        # ``answer`` block); without one classify refuses it (adapter_has_no_labels)
+        "labels": list(DEMO_LABELS),
         "trained": False,
         "note": "seeded random LoRA weights for tests",
         "seed": seed,
@@ -80,6 +83,7 @@ def make_peft_folder(
     fingerprint: str = FAKE_BASE.fingerprint,
     labels: list[str] | None = None,
     modules: tuple[str, ...] = ("q_proj", "v_proj"),
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """A valid PEFT adapter folder (real safetensors, complete manifest), built without
     torch; the tensors are tiny, so it suits registry checks, not an engine."""
@@ -99,6 +103,7 @@ def make_peft_folder(
         "lora": {"rank": rank},
         "system_prompt": "Classify." if labels else None,
         "labels": labels,
+        **(extra or {}),  # e.g. the answer, calibration and escalation blocks
     }
     (path / "manifest.json").write_text(json.dumps(manifest))
     return path

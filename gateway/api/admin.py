@@ -16,7 +16,7 @@ from gateway import errors
 from gateway.api.admin_protocol import OptionalVersion, RegisterAdapter, VersionChoice
 from gateway.api.deps import AdminKeyFirstRoute, ServicesDep
 from gateway.api.protocol import ErrorResponse
-from gateway.common.names import require_name
+from gateway.common.names import excerpt, require_name
 from gateway.registry.store import check_name, parse_store_path
 from gateway.tenancy import Tenant, TenantSettings, generate_key, hash_key
 
@@ -95,6 +95,7 @@ async def list_tenants(services: ServicesDep) -> dict[str, Any]:
 async def put_tenant(name: str, body: TenantSettings, services: ServicesDep) -> dict[str, Any]:
     """Create (with a new key, returned once) or update a tenant's settings."""
     require_name(name, "name")
+    _check_escalation_labels(body, services)
     existing = services.tenants.get(name)
     key = None if existing else generate_key()
     hashes = existing.key_hashes if existing else [hash_key(key or "")]
@@ -131,6 +132,26 @@ def _tenant(name: str, hashes: list[str], spec: TenantSettings) -> Tenant:
         return Tenant(name=name, key_hashes=hashes, **spec.model_dump())
     except ValueError as exc:  # pydantic's ValidationError: a bad name or default adapter
         raise errors.InvalidRequest(f"invalid tenant: {exc}") from exc
+
+
+def _check_escalation_labels(spec: TenantSettings, services: Any) -> None:
+    """An override's labels must be labels of the adapter it names, when that adapter is
+    known (a label outside the set could never match, so it is surely a mistake)."""
+    for key, override in spec.escalation.items():
+        if override.labels is None or key == "*":
+            continue
+        if key == services.settings.served_model_name:
+            labels = services.classify.default_labels
+        elif key in services.adapters.names():
+            labels = services.adapters.current(key).labels or ()
+        else:
+            continue
+        unknown = sorted(set(override.labels) - set(labels))
+        if unknown:
+            raise errors.InvalidRequest(
+                f"escalation {key!r}: {excerpt(', '.join(unknown))} not among its labels",
+                param=f"escalation.{key}.labels",
+            )
 
 
 def _public(tenant: Tenant) -> dict[str, Any]:

@@ -192,14 +192,31 @@ class ClassifyRequest(BaseModel):
 
     text: Annotated[Text, Field(min_length=1, max_length=8000)]
     adapter: Name | None = None
+    # The k most likely labels with their probabilities (at most the label count).
+    top_k: int | None = Field(default=None, ge=1)
+
+
+class LabelProbability(BaseModel):
+    intent: str
+    probability: float
+
+
+class Escalation(BaseModel):
+    """Why ``requires_human_agent`` is true (null: it is not), and the threshold applied."""
+
+    reason: Literal["low_confidence", "escalation_label"] | None
+    threshold: float
 
 
 class ClassifyResponse(BaseModel):
-    """The validated classification plus where it came from."""
+    """The validated classification plus where it came from. ``confidence`` is the
+    gateway's probability of ``intent`` over the label set, not text the model wrote."""
 
     intent: str
     confidence: float
     requires_human_agent: bool
+    top_k: list[LabelProbability] | None = None  # only when asked for, most likely first
+    escalation: Escalation
     adapter: str
     usage: Usage
 
@@ -211,6 +228,10 @@ class ModelCard(BaseModel):
     owned_by: str = "lora-gateway"
     root: str | None = None
     parent: str | None = None
+    # Base model only: what the engine really quantized (method, bits, layer counts).
+    quantization: dict[str, Any] | None = None
+    # Whether /v1/classify confidences are temperature-calibrated for this model.
+    calibrated: bool = False
 
 
 class ModelList(BaseModel):

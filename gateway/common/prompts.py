@@ -9,10 +9,17 @@ Gemma, ``</s>`` for Mistral), never one written here.
 
 from __future__ import annotations
 
+import itertools
+import string
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 # Stands in for an answer while reading the end marker off the template.
 _PROBE = "ANSWER_PROBE_7f3c"
+# vLLM caps ``SamplingParams.logprob_token_ids`` at 128 ids (MAX_LOGPROB_TOKEN_IDS); one
+# request must read every label's logprob, so a label set may not be larger.
+MAX_DECISION_LABELS = 128
 
 
 class ChatTemplateError(ValueError):
@@ -28,7 +35,108 @@ def default_system_prompt(labels: tuple[str, ...]) -> str:
 
 
 def classify_messages(system_prompt: str, text: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": text}]
+    """The classify conversation. The text's whitespace is normalised (stripped, runs
+    collapsed to one space) so training and serving see the same tokens for messages that
+    differ only in spacing."""
+    return [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": normalise_text(text)},
+    ]
+
+
+def normalise_text(text: str) -> str:
+    return " ".join(text.split())
+
+
+class DecisionTokenError(ValueError):
+    """The label set cannot be told apart by one token each under this tokenizer."""
+
+
+@dataclass(frozen=True)
+class DecisionToken:
+    """The one token whose probability stands for ``label``: the model answers with it."""
+
+    label: str
+    text: str
+    token_id: int
+
+
+def decision_tokens(tokenizer: Any, labels: Sequence[str]) -> tuple[DecisionToken, ...]:
+    """One distinct single token per label, in label order.
+
+    Each label's first token when those are pairwise distinct (readable answers for small
+    label sets), else two-letter codes AA, AB, ... keeping only codes that are one token
+    and decode back to themselves. Either way every ``text`` encodes to exactly
+    ``[token_id]``, which is what the registry checks against the served tokenizer.
+    """
+    if not labels:
+        raise DecisionTokenError("there are no labels to give decision tokens")
+    if len(set(labels)) != len(labels):
+        raise DecisionTokenError("the labels are not distinct")
+    if len(labels) > MAX_DECISION_LABELS:
+        raise DecisionTokenError(
+            f"{len(labels)} labels: at most {MAX_DECISION_LABELS} can be scored in one request"
+        )
+    firsts = [first for label in labels if (first := _first_token(tokenizer, label))]
+    if len(firsts) == len(labels) and len({token_id for _, token_id in firsts}) == len(labels):
+        return tuple(
+            DecisionToken(label, text, token_id)
+            for label, (text, token_id) in zip(labels, firsts, strict=True)
+        )
+    codes = itertools.islice(_single_token_codes(tokenizer), len(labels))
+    tokens = tuple(
+        DecisionToken(label, text, token_id)
+        for label, (text, token_id) in zip(labels, codes, strict=False)
+    )
+    if len(tokens) < len(labels):
+        raise DecisionTokenError(
+            f"{len(labels)} labels share first tokens and the tokenizer has only "
+            f"{len(tokens)} two-letter codes that are one token each"
+        )
+    return tokens
+
+
+def _first_token(tokenizer: Any, label: str) -> tuple[str, int] | None:
+    """The label's first token, or None when its text does not encode back to it alone."""
+    ids = tokenizer(label, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise DecisionTokenError(f"label {label!r} encodes to no tokens")
+    text = tokenizer.decode(ids[:1])
+    return (text, ids[0]) if _single_token(tokenizer, text) == ids[0] else None
+
+
+def _single_token_codes(tokenizer: Any) -> Iterator[tuple[str, int]]:
+    for first, second in itertools.product(string.ascii_uppercase, repeat=2):
+        code = first + second
+        token_id = _single_token(tokenizer, code)
+        if token_id is not None and tokenizer.decode([token_id]) == code:
+            yield code, token_id
+
+
+def _single_token(tokenizer: Any, text: str) -> int | None:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return int(ids[0]) if len(ids) == 1 else None
+
+
+def label_system_prompt(labels: Sequence[str], tokens: Sequence[DecisionToken]) -> str:
+    """The default classify prompt for decision-token answers.
+
+    With first tokens the labels are listed and the model starts writing the label; with
+    codes each code is listed with the label it stands for, so the code keeps the label's
+    meaning for the model.
+    """
+    if [token.label for token in tokens] != list(labels):
+        raise DecisionTokenError("the decision tokens are not the labels', in label order")
+    if all(label.startswith(token.text) for label, token in zip(labels, tokens, strict=True)):
+        return (
+            "Classify the customer's message into one of these intents: "
+            f"{', '.join(labels)}. Reply with the intent."
+        )
+    listing = "\n".join(f"{token.text}: {token.label}" for token in tokens)
+    return (
+        "Classify the customer's message into one of these intents. "
+        f"Reply with the intent's code.\n{listing}"
+    )
 
 
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:

@@ -15,7 +15,7 @@ from typing import Any
 from gateway import errors
 from gateway.common.names import excerpt
 from gateway.config import Settings
-from gateway.engine.types import EngineClient, GenerationChunk, GenerationParams
+from gateway.engine.types import EngineClient, GenerationChunk, GenerationParams, TokenLogprobs
 from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
 from gateway.registry.store import AdapterVersion
@@ -161,7 +161,7 @@ class ChatService:
         params, recorder = admission.params, admission.recorder
         attempts = 1 + (self.settings.output_retries if prepared.constraint else 0)
         for attempt in range(1, attempts + 1):
-            text, last = await self._collect(params, recorder)
+            text, last, logprobs = await self._collect(params, recorder)
             try:
                 parsed = check_output(text, last.finish_reason, prepared.constraint)
             except errors.OutputError as exc:
@@ -177,6 +177,7 @@ class ChatService:
                 num_prompt_tokens=last.num_prompt_tokens,
                 num_output_tokens=last.num_output_tokens,
                 attempts=attempt,
+                logprobs=logprobs,
             )
         raise AssertionError("unreachable")
 
@@ -199,17 +200,20 @@ class ChatService:
 
     async def _collect(
         self, params: GenerationParams, recorder: RequestRecorder
-    ) -> tuple[str, GenerationChunk]:
+    ) -> tuple[str, GenerationChunk, list[TokenLogprobs] | None]:
         parts: list[str] = []
         last: GenerationChunk | None = None
+        logprobs: list[TokenLogprobs] = []
         earlier = recorder.num_output_tokens  # tokens of failed attempts still count
         async for chunk in self.engine.generate(params):
             parts.append(chunk.text)
+            logprobs.extend(chunk.logprobs or ())
             recorder.on_chunk(chunk, earlier)
             last = chunk
         if last is None:
             raise errors.traced(errors.EngineFailed, "the engine returned no output", log)
-        return "".join(parts), last
+        asked = params.logprobs is not None or params.logprob_token_ids is not None
+        return "".join(parts), last, logprobs if asked else None
 
     @staticmethod
     def _retry_params(params: GenerationParams, attempt: int) -> GenerationParams:

@@ -1,38 +1,68 @@
 """``/v1/classify``: one support message in, one validated intent object out.
 
-The label set, system prompt and schema come from the adapter (what its training
-recorded) or, for the base model, from settings. The prompt builder lives in
-``gateway.common.prompts``, shared with training, so an adapter sees at inference
-exactly what it saw when trained.
+The model decides only the label; the gateway computes the confidence from token
+log-probabilities, applies the escalation policy and assembles the object, which is
+validated against ``intent_model(labels)`` as before. An adapter whose manifest has an
+``answer`` block (and the base model) answers with one decision token per label: one
+engine step, every label's probability. A legacy adapter still writes the JSON object
+under the grammar; its confidence is the sampled label's probability under the mask.
+The prompt builder lives in ``gateway.common.prompts``, shared with training.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel
 
-from gateway.common.prompts import classify_messages, default_system_prompt
+from gateway import errors
+from gateway.calibration import EscalationPolicy, label_probs
+from gateway.common.prompts import (
+    DecisionToken,
+    DecisionTokenError,
+    classify_messages,
+    default_system_prompt,
+    label_system_prompt,
+)
 from gateway.registry.store import AdapterVersion
 from gateway.service.chat import ChatService
-from gateway.service.types import ChatTask, PreparedChat
+from gateway.service.confidence import decision_logprobs, legacy_confidence, ranked
+from gateway.service.types import ChatResult, ChatTask, PreparedChat
 from gateway.service.validation import Constraint
 from gateway.tenancy import Tenant
 from schemas import intent_model
 
 SCHEMA_NAME = "intent_classification"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Classification:
-    result: BaseModel
+    """The validated answer and what it was computed from."""
+
+    result: BaseModel  # intent, confidence, requires_human_agent
     adapter: str | None
     version: str | None
     labels: tuple[str, ...]
     num_prompt_tokens: int
     num_output_tokens: int
     attempts: int
+    probabilities: tuple[float, ...] | None  # calibrated, label order; None: legacy adapter
+    label_logprobs: tuple[float, ...] | None  # raw, label order (to fit a temperature)
+    temperature: float | None  # the one applied; None: uncalibrated
+    escalation: EscalationPolicy  # the policy applied (tenant overrides included)
+    escalation_reason: str | None  # "escalation_label", "low_confidence" or None
+    top_k: tuple[tuple[str, float], ...] | None  # asked for: (label, probability), best first
+
+    @property
+    def calibrated(self) -> bool:
+        return self.temperature is not None
+
+    @property
+    def confidence(self) -> float:
+        return float(self.result.confidence)  # type: ignore[attr-defined]
 
     def as_dict(self) -> dict[str, Any]:
         return self.result.model_dump(mode="json")
@@ -40,53 +70,190 @@ class Classification:
 
 @dataclass(frozen=True)
 class PreparedClassify:
-    """A checked classification and the label model its answer must fit."""
+    """A checked classification: the engine request and how to read its answer."""
 
     chat: PreparedChat
     model: type[BaseModel]
     labels: tuple[str, ...]
+    tokens: tuple[DecisionToken, ...] | None  # None: a legacy adapter's JSON answer
+    temperature: float | None
+    escalation: EscalationPolicy
+    top_k: int | None
 
 
 class ClassifyService:
-    def __init__(self, chat: ChatService, default_labels: tuple[str, ...], max_tokens: int):
+    def __init__(
+        self,
+        chat: ChatService,
+        default_labels: tuple[str, ...],
+        max_tokens: int,
+        base_profile: AdapterVersion | None = None,
+    ):
+        """``base_profile``: how the base model itself classifies when it is a merged
+        adapter (its labels, prompt, tokens, temperature), served with no LoRA."""
         self.chat = chat
-        self.default_labels = default_labels
+        self.default_labels = base_profile.labels if base_profile else default_labels
         self.max_tokens = max_tokens
+        self.base_profile = base_profile
+        self._checked: dict[tuple[str, str], tuple[DecisionToken, ...]] = {}
 
     def labels_for(self, adapter: AdapterVersion | None) -> tuple[str, ...]:
-        return adapter.labels if adapter and adapter.labels else self.default_labels
+        if adapter is None:
+            return self.default_labels
+        if not adapter.labels:
+            raise errors.AdapterHasNoLabels(
+                f"adapter {adapter.name!r} has no label set in its manifest, so it cannot "
+                "classify; use it through /v1/chat/completions",
+                param="adapter",
+            )
+        return adapter.labels
 
     def prepare(
-        self, text: str, adapter_name: str | None, tenant: Tenant | None = None
+        self,
+        text: str,
+        adapter_name: str | None,
+        tenant: Tenant | None = None,
+        top_k: int | None = None,
     ) -> PreparedClassify:
         """Every check that can refuse the request, done before it is admitted."""
+        if not text.strip():
+            raise errors.InvalidRequest("text is empty or only whitespace", param="text")
         adapter = self.chat.resolve_adapter(adapter_name, tenant)
-        labels = self.labels_for(adapter)
+        profile = adapter or self.base_profile  # what answers: the LoRA's or the merged one's
+        labels = self.labels_for(profile)
+        tokens = self._decision_tokens(profile, labels)
+        _check_top_k(top_k, len(labels), legacy=tokens is None)
+        escalation = self._escalation(profile, tenant, is_base=adapter is None)
         model = intent_model(labels)
-        schema = self.chat.schemas.for_model(model, SCHEMA_NAME)
-        system_prompt = (adapter.system_prompt if adapter else None) or default_system_prompt(
-            labels
+        prompt = profile.system_prompt if profile else None
+        if tokens is None:  # legacy: the JSON object under the grammar, sampled logprobs
+            schema = self.chat.schemas.for_model(model, SCHEMA_NAME)
+            task = ChatTask(
+                messages=classify_messages(prompt or default_system_prompt(labels), text),
+                budget=self.max_tokens,
+            )
+            chat = self.chat.prepare_resolved(
+                task, adapter, Constraint(schema=schema), tenant, endpoint="classify"
+            )
+            chat = replace(chat, params=replace(chat.params, logprobs=0))
+            return PreparedClassify(chat, model, labels, None, None, escalation, top_k)
+        task = ChatTask(
+            messages=classify_messages(prompt or label_system_prompt(labels, tokens), text),
+            max_tokens=1,
         )
-        task = ChatTask(messages=classify_messages(system_prompt, text), budget=self.max_tokens)
-        prepared = self.chat.prepare_resolved(
-            task, adapter, Constraint(schema=schema), tenant, endpoint="classify"
-        )
-        return PreparedClassify(prepared, model, labels)
+        chat = self.chat.prepare_resolved(task, adapter, None, tenant, endpoint="classify")
+        ids = tuple(token.token_id for token in tokens)
+        chat = replace(chat, params=replace(chat.params, logprob_token_ids=ids))
+        temperature = profile.temperature if profile else None
+        return PreparedClassify(chat, model, labels, tokens, temperature, escalation, top_k)
 
     async def run(self, prepared: PreparedClassify) -> Classification:
         result = await self.chat.complete(prepared.chat)
+        try:
+            if prepared.tokens is None:
+                label = result.parsed["intent"]
+                confidence = legacy_confidence(prepared.labels, label, result.logprobs or [])
+                raw = probabilities = None
+                best = [(label, confidence)]
+            else:
+                raw = decision_logprobs(prepared.tokens, result.logprobs or [])
+                probabilities = tuple(label_probs(raw, prepared.temperature or 1.0))
+                best = ranked(prepared.labels, probabilities)
+                label, confidence = best[0]
+        except ValueError as exc:  # MissingLogprobs, or no finite logprob at all
+            raise errors.traced(
+                errors.EngineFailed, "the engine's log-probabilities cannot be read", log, exc
+            ) from exc
+        reason = prepared.escalation.reason(label, confidence)
+        answer = {"intent": label, "confidence": confidence, "requires_human_agent": bool(reason)}
+        return self._classification(
+            prepared, result, prepared.model.model_validate(answer), raw, probabilities,
+            reason, tuple(best[: prepared.top_k]) if prepared.top_k else None,
+        )  # fmt: skip
+
+    async def classify(
+        self,
+        text: str,
+        adapter_name: str | None,
+        tenant: Tenant | None = None,
+        top_k: int | None = None,
+    ) -> Classification:
+        """``prepare`` then ``run``, for callers that count no refusals (evaluation)."""
+        return await self.run(self.prepare(text, adapter_name, tenant, top_k))
+
+    # internals ------------------------------------------------------------------------
+    def _decision_tokens(
+        self, adapter: AdapterVersion | None, labels: tuple[str, ...]
+    ) -> tuple[DecisionToken, ...] | None:
+        """The base model's from the served tokenizer; an adapter's from its manifest,
+        checked once against the served tokenizer (each text must be its id alone)."""
+        engine = self.chat.engine
+        if adapter is None:
+            try:
+                return engine.decision_tokens(labels)
+            except DecisionTokenError as exc:
+                raise errors.traced(
+                    errors.GatewayError, f"intent_labels cannot be classified: {exc}", log, exc
+                ) from exc
+        if adapter.answer is None:
+            return None
+        key = (adapter.name, adapter.version)
+        if key not in self._checked:
+            for token in adapter.answer:
+                if engine.encode_text(token.text) != [token.token_id]:
+                    raise errors.AdapterInvalid(
+                        f"adapter {adapter.name}/{adapter.version}: the decision token "
+                        f"{token.text!r} of label {token.label!r} is not token id "
+                        f"{token.token_id} under the served tokenizer; retrain it",
+                        param="adapter",
+                    )
+            self._checked[key] = adapter.answer
+        return self._checked[key]
+
+    def _escalation(
+        self, adapter: AdapterVersion | None, tenant: Tenant | None, is_base: bool = False
+    ) -> EscalationPolicy:
+        policy = (adapter.escalation if adapter else None) or EscalationPolicy()
+        if tenant is None:
+            return policy
+        name = self.chat.settings.served_model_name if is_base or not adapter else adapter.name
+        return tenant.escalation_policy(name, policy)
+
+    @staticmethod
+    def _classification(
+        prepared: PreparedClassify, result: ChatResult, answer: BaseModel,
+        raw: tuple[float, ...] | None, probabilities: tuple[float, ...] | None,
+        reason: str | None, top_k: tuple[tuple[str, float], ...] | None,
+    ) -> Classification:  # fmt: skip
         return Classification(
-            result=prepared.model.model_validate(result.parsed),
+            result=answer,
             adapter=prepared.chat.adapter_name,
             version=prepared.chat.adapter_version,
             labels=prepared.labels,
             num_prompt_tokens=result.num_prompt_tokens,
             num_output_tokens=result.num_output_tokens,
             attempts=result.attempts,
+            probabilities=probabilities,
+            label_logprobs=raw,
+            temperature=prepared.temperature,
+            escalation=prepared.escalation,
+            escalation_reason=reason,
+            top_k=top_k,
         )
 
-    async def classify(
-        self, text: str, adapter_name: str | None, tenant: Tenant | None = None
-    ) -> Classification:
-        """``prepare`` then ``run``, for callers that count no refusals (evaluation)."""
-        return await self.run(self.prepare(text, adapter_name, tenant))
+
+def _check_top_k(top_k: int | None, num_labels: int, legacy: bool) -> None:
+    if top_k is None:
+        return
+    if not 1 <= top_k <= num_labels:
+        raise errors.InvalidRequest(
+            f"top_k must be between 1 and {num_labels}, the number of labels",
+            param="top_k",
+        )
+    if legacy and top_k > 1:
+        raise errors.InvalidRequest(
+            "top_k above 1 needs an adapter that answers with decision tokens; this one "
+            "writes its answer as JSON and scores only the label it chose",
+            param="top_k",
+            hint="retrain it with the current gateway train, or ask for top_k=1",
+        )

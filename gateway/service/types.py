@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.engine.types import GenerationChunk, GenerationParams
+from gateway.engine.types import GenerationChunk, GenerationParams, TokenLogprobs
 from gateway.registry.store import AdapterVersion
 from gateway.service.validation import Constraint
 from gateway.tenancy import Tenant
@@ -57,6 +57,7 @@ class ChatResult:
     num_prompt_tokens: int
     num_output_tokens: int
     attempts: int
+    logprobs: list[TokenLogprobs] | None = None  # of the last attempt, when asked for
 
 
 @dataclass(frozen=True)

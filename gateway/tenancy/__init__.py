@@ -2,9 +2,10 @@
 
 from gateway.tenancy.keys import generate_key, hash_key, key_matches
 from gateway.tenancy.limits import Lease, Limiter
-from gateway.tenancy.tenants import Tenant, TenantDirectory, TenantSettings
+from gateway.tenancy.tenants import EscalationOverride, Tenant, TenantDirectory, TenantSettings
 
 __all__ = [
+    "EscalationOverride",
     "Lease",
     "Limiter",
     "Tenant",

@@ -10,15 +10,46 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway import errors
+from gateway.calibration import EscalationPolicy
 from gateway.common.names import NAME_PATTERN, NAME_RULE, excerpt, is_valid_name
 from gateway.fileio import write_text_atomic
 from gateway.tenancy.keys import HASH_RE, generate_key, hash_key
+
+
+class EscalationOverride(BaseModel):
+    """A tenant's own escalation rule for an adapter; a field left out keeps the one
+    below it (the tenant's ``"*"`` entry, then the adapter's manifest)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    labels: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, max_length=1000
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _text_labels(cls, labels: list[str] | None) -> list[str] | None:
+        """Written to the tenants file and compared with labels: text only."""
+        for label in labels or ():
+            try:
+                label.encode()
+            except UnicodeEncodeError:
+                raise ValueError(f"escalation labels: {excerpt(label)} is not text") from None
+        return labels
+
+    def applied_to(self, policy: EscalationPolicy) -> EscalationPolicy:
+        """``policy`` with this override's fields; its labels replace the policy's."""
+        return EscalationPolicy(
+            policy.threshold if self.threshold is None else self.threshold,
+            policy.labels if self.labels is None else frozenset(self.labels),
+        )
 
 
 class TenantSettings(BaseModel):
@@ -33,6 +64,8 @@ class TenantSettings(BaseModel):
     requests_per_minute: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     tokens_per_minute: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_concurrency: int | None = Field(default=None, ge=1)
+    # Keyed by adapter name (the base model's served name for the base model) or "*".
+    escalation: dict[str, EscalationOverride] = Field(default_factory=dict, max_length=1000)
 
     @field_validator("allowed_adapters")
     @classmethod
@@ -43,6 +76,24 @@ class TenantSettings(BaseModel):
         if bad:
             raise ValueError(f"allowed_adapters: {excerpt(bad[0])} is not '*' or {NAME_RULE}")
         return names
+
+    @field_validator("escalation")
+    @classmethod
+    def _escalation_keys(
+        cls, overrides: dict[str, EscalationOverride]
+    ) -> dict[str, EscalationOverride]:
+        bad = [n for n in overrides if n != "*" and not is_valid_name(n)]
+        if bad:
+            raise ValueError(f"escalation: {excerpt(bad[0])} is not '*' or {NAME_RULE}")
+        return overrides
+
+    def escalation_policy(self, adapter: str, policy: EscalationPolicy) -> EscalationPolicy:
+        """The adapter's ``policy`` under this tenant's overrides: the tenant's entry for
+        the adapter wins over its ``"*"`` entry, which wins over the manifest."""
+        for key in ("*", adapter):
+            if key in self.escalation:
+                policy = self.escalation[key].applied_to(policy)
+        return policy
 
     @model_validator(mode="after")
     def _default_allowed(self) -> TenantSettings:

@@ -30,28 +30,47 @@ class TrainConfig(BaseModel):
     labels_file: Path | None = None
     schema_name: str = "intent_classification"
     system_prompt: str | None = None
+    # "decision_token": the model answers one token per label and the loss is over the
+    # labels alone; "json": the legacy recipe, the whole JSON answer is the target.
+    answer: Literal["decision_token", "json"] = "decision_token"
     per_class: int | None = Field(default=None, ge=1)
     val_share: float = Field(default=0.2, ge=0, lt=1)
-    eval_per_class: int | None = Field(default=None, ge=1)
-    rank: int = Field(default=8, ge=1, le=256)
-    alpha: int = Field(default=16, ge=1)
+    rank: int = Field(default=16, ge=1, le=256)
+    alpha: int = Field(default=32, ge=1)
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: list(ALL_LINEAR))
-    epochs: int = Field(default=8, ge=1)
-    batch_size: int = Field(default=8, ge=1)
+    epochs: int | Literal["auto"] = "auto"
+    batch_size: int | Literal["auto"] = "auto"
     grad_accum: int = Field(default=1, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
-    warmup_steps: int = Field(default=5, ge=0)
+    warmup_share: float = Field(default=0.03, ge=0, lt=1)
+    warmup_steps: int | None = Field(default=None, ge=0)  # a fixed count wins over the share
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     early_stopping_patience: int = Field(default=2, ge=0)
-    max_length: int = Field(default=512, ge=16)
-    confidence: float = Field(default=0.9, ge=0, le=1)
+    max_train_minutes: float = Field(default=55, gt=0)
+    augment: float = Field(default=0.5, ge=0, le=1)
+    max_length: int = Field(default=256, ge=16)
+    confidence: float = Field(default=0.9, ge=0, le=1)  # answer=json only
+    escalation_target_accuracy: float = Field(default=0.95, gt=0, le=1)
+    escalation_labels: list[str] = Field(default_factory=list)
     bf16: bool = True
     share_prefix: bool = True
     qlora: bool = False
     seed: int = 0
     out_root: Path = Path("adapters")
     evaluate: bool = True
+
+    @field_validator("epochs", "batch_size", mode="plain")
+    @classmethod
+    def _count_or_auto(cls, value: Any) -> int | str:
+        """One message for both halves of the union (pydantic would give one per half)."""
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("Input should be a valid integer, or auto")
+        if value < 1:
+            raise ValueError("Input should be at least 1, or auto")
+        return value
 
     @field_validator("schema_name")
     @classmethod

@@ -113,6 +113,16 @@ def _label_of(completion: str) -> str | None:
     return value.get("intent") if isinstance(value, dict) else None
 
 
+def human_flag(example: Example) -> bool | None:
+    """The answer's ``requires_human_agent``, when it has a boolean one."""
+    try:
+        value = json.loads(example.completion)
+    except json.JSONDecodeError:
+        return None
+    flag = value.get("requires_human_agent") if isinstance(value, dict) else None
+    return flag if isinstance(flag, bool) else None
+
+
 def _chat_row(raw: dict, where: str) -> Example:
     messages = raw["messages"]
     if not isinstance(messages, list) or not all(
@@ -206,8 +216,4 @@ def load_splits(cfg: TrainConfig) -> tuple[list[Example], list[Example], dict[st
     held_out = {"validation": val}
     if cfg.test is not None:
         held_out["test"] = load_examples(cfg.test, cfg.confidence)
-    if cfg.eval_per_class:
-        held_out = {
-            k: per_class_sample(v, cfg.eval_per_class, cfg.seed) for k, v in held_out.items()
-        }
     return train, val, held_out

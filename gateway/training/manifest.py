@@ -10,6 +10,7 @@ from typing import Any
 from gateway.common.digest import canonical_digest
 from gateway.fileio import write_json_atomic
 from gateway.models import ModelInfo
+from gateway.training.schedule import Plan
 from schemas import NAMED_MODELS
 
 __all__ = ["REQUIRED_KEYS", "build_manifest", "write_json_atomic"]
@@ -20,7 +21,7 @@ REQUIRED_KEYS = (
 )  # fmt: skip
 
 
-def _versions() -> dict[str, str]:
+def tool_versions() -> dict[str, str]:
     import peft
     import torch
     import transformers
@@ -33,12 +34,15 @@ def _versions() -> dict[str, str]:
     }
 
 
-def build_manifest(cfg: Any, base: ModelInfo, data: Any, metrics: dict, data_sha256: str) -> dict:
+def build_manifest(
+    cfg: Any, base: ModelInfo, data: Any, plan: Plan, metrics: dict, data_sha256: str
+) -> dict:
+    """``plan``: the epochs, batch size and warm-up the run resolved "auto" to."""
     schema = NAMED_MODELS[cfg.schema_name](tuple(data.labels)).model_json_schema()
     return {
         "name": cfg.name,
         "version": cfg.version,
-        "base_model": {"name": base.name, "fingerprint": base.fingerprint},
+        "base_model": {"name": base.name, "fingerprint": base.fingerprint, "variant": base.variant},
         "lora": {
             "rank": cfg.rank,
             "alpha": cfg.alpha,
@@ -57,12 +61,16 @@ def build_manifest(cfg: Any, base: ModelInfo, data: Any, metrics: dict, data_sha
         "labels": list(data.labels),
         "data_checks": data.checks.as_dict(),
         "training": {
-            "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size,
+            "answer": cfg.answer,
+            "epochs": plan.epochs,
+            "batch_size": plan.batch_size,
             "grad_accum": cfg.grad_accum,
             "learning_rate": cfg.learning_rate,
             "lr_schedule": cfg.lr_schedule,
-            "warmup_steps": cfg.warmup_steps,
+            "warmup_steps": plan.warmup_steps,
+            "early_stopping_patience": cfg.early_stopping_patience,
+            "max_train_minutes": cfg.max_train_minutes,
+            "augment": cfg.augment,
             "share_prefix": cfg.share_prefix,
             "bf16": cfg.bf16,
             "qlora": cfg.qlora,
@@ -70,7 +78,7 @@ def build_manifest(cfg: Any, base: ModelInfo, data: Any, metrics: dict, data_sha
         },
         "evaluation": None,
         "seed": cfg.seed,
-        "versions": _versions(),
+        "versions": tool_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "launch": " ".join(["gateway", *sys.argv[1:]]),
     }

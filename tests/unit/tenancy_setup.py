@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from gateway.config import Settings
 from gateway.tenancy import hash_key
+from schemas.intent import DEMO_LABELS
 from tests.adapter_factory import make_peft_folder
 from tests.fake_engine import FakeEngine
 
@@ -31,7 +32,7 @@ def auth(key: str) -> dict[str, str]:
 def tenant_gateway(tmp_path: Path) -> Iterator[tuple[TestClient, FakeEngine, Path]]:
     store = tmp_path / "store"
     for name, version in [("tenant-a", "v1"), ("tenant-a", "v2"), ("tenant-b", "v1")]:
-        make_peft_folder(store / name / version)
+        make_peft_folder(store / name / version, labels=list(DEMO_LABELS))  # legacy: JSON
     tenants = tmp_path / "tenants.yaml"
     tenants.write_text(
         yaml.safe_dump(

@@ -20,7 +20,7 @@ PACKAGES = ("gateway", "schemas")
 # Lowest first. A module may import its own layer and the ones below, never above.
 LAYERS = (
     ("gateway", "gateway.errors", "gateway.fileio", "gateway.logs", "gateway.scoring",
-     "gateway.common", "schemas"),
+     "gateway.calibration", "gateway.common", "schemas"),
     ("gateway.config", "gateway.config_file", "gateway.config_docs", "gateway.models",
      "gateway.observability"),
     ("gateway.engine", "gateway.registry", "gateway.tenancy"),

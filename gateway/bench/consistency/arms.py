@@ -3,7 +3,9 @@
 1. ``prompt_zero_shot``: base model; schema and labels described in the prompt.
 2. ``prompt_few_shot``: the same plus k labelled examples from the training split.
 3. ``constrained``: base model; the schema (with the label enum) enforced.
-4. ``adapter``: the fine-tuned adapter with its recorded prompt, no constraint.
+4. ``adapter``: the fine-tuned adapter with its recorded prompt, no constraint. A
+   decision-token adapter is asked for its one answer token, mapped back to the label
+   through its manifest (a client of the chat endpoint would do the same).
 5. ``adapter_constrained``: the product's default, ``/v1/classify`` with the adapter.
 """
 
@@ -28,6 +30,7 @@ class Arm:
     constrained: bool
     shots: tuple[tuple[str, str], ...] = ()  # (user text, assistant answer)
     classify_endpoint: bool = False
+    decision_tokens: dict[str, str] | None = None  # token text -> label: a one-token answer
 
 
 def describe_task(labels: tuple[str, ...]) -> str:
@@ -52,8 +55,10 @@ def build_arms(
     k: int,
     seed: int,
     names: tuple[str, ...] = ARM_NAMES,
+    decision_tokens: dict[str, str] | None = None,
 ) -> list[Arm]:
-    """``train``: (text, label) pairs the few-shot examples come from, one per label."""
+    """``train``: (text, label) pairs the few-shot examples come from, one per label;
+    ``decision_tokens``: the adapter's (token text -> label), when it answers with them."""
     rng = random.Random(seed)
     by_label: dict[str, list[str]] = {}
     for text, label in train:
@@ -65,7 +70,7 @@ def build_arms(
         "prompt_zero_shot": Arm("prompt_zero_shot", "base", prompt, False),
         "prompt_few_shot": Arm("prompt_few_shot", "base", prompt, False, shots),
         "constrained": Arm("constrained", "base", prompt, True),
-        "adapter": Arm("adapter", adapter, adapter_prompt, False),
+        "adapter": Arm("adapter", adapter, adapter_prompt, False, decision_tokens=decision_tokens),
         "adapter_constrained": Arm(
             "adapter_constrained", adapter, adapter_prompt, True, classify_endpoint=True
         ),
@@ -94,6 +99,8 @@ def request(arm: Arm, text: str, schema: dict[str, Any]) -> tuple[str, dict[str,
             "json_schema": {"name": "intent_classification", "schema": schema, "strict": True},
         }
         body["max_tokens"] = 96
+    elif arm.decision_tokens:
+        body["max_tokens"] = 1
     else:
         body["max_tokens"] = UNCONSTRAINED_MAX_TOKENS
     return "/v1/chat/completions", body

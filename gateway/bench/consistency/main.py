@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bench.consistency.arms import ARM_NAMES, build_arms
-from gateway.bench.consistency.perturb import PERTURBATIONS
+from gateway.bench.consistency.perturb import PERTURBATIONS, UNSEEN_TYPES
 from gateway.bench.consistency.report import render, table
 from gateway.bench.consistency.run import load_items, load_rows, run_all
-from gateway.bench.consistency.score import parse_answer, score_arm
+from gateway.bench.consistency.score import parse_answer, parse_decision, score_arm
 from gateway.bench.data import BANKING77, shown
 from gateway.config import REPO_ROOT
 from schemas import intent_model
 
 DEFAULT_PERTURBATIONS = (
     "lower", "extra_spaces", "no_punctuation", "more_punctuation", "typo", "polite", "filler",
+    "contractions", "sms",
 )  # fmt: skip
 
 
@@ -51,14 +52,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def decision_token_map(manifest: dict[str, Any]) -> dict[str, str] | None:
+    """token text -> label for a decision-token adapter; None for a JSON-answer one."""
+    answer = manifest.get("answer")
+    return {t["text"]: t["label"] for t in answer["tokens"]} if answer else None
+
+
 def rescore(path: Path) -> dict[str, Any]:
     """Apply the current parser and scorer to a saved run, then rewrite its report."""
     results = json.loads(path.read_text())
     labels = tuple(results["meta"]["labels"])
     schema = intent_model(labels).model_json_schema()
+    tokens = results["meta"].get("decision_tokens")
     for arm, answers in results["answers"].items():
         for answer in answers:
-            parsed = parse_answer(answer["raw"], schema, frozenset(labels))
+            parsed = (
+                parse_decision(answer["raw"], tokens)
+                if arm == "adapter" and tokens
+                else parse_answer(answer["raw"], schema, frozenset(labels))
+            )
             answer.update(is_json=parsed.is_json, is_valid=parsed.is_valid, label=parsed.label)
         results["arms"][arm] = score_arm(answers, results["arms"][arm]["wall_seconds"])
     path.write_text(json.dumps(results, indent=1) + "\n")
@@ -77,12 +89,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     store = REPO_ROOT / "adapters"
     manifest = json.loads((store / args.adapter / args.version / "manifest.json").read_text())
     labels = tuple(manifest["labels"])
+    tokens = decision_token_map(manifest)
     perturbations = tuple(p for p in args.perturbations.split(",") if p)
     items = load_items(args.data, args.per_class, args.seed, perturbations)
     items = items[: args.max_items] if args.max_items else items
     train = load_rows(args.train)
     arms = build_arms(labels, args.adapter, manifest["system_prompt"], train, args.k, args.seed,
-                      tuple(a for a in args.arms.split(",") if a))  # fmt: skip
+                      tuple(a for a in args.arms.split(",") if a), tokens)  # fmt: skip
     schema = intent_model(labels).model_json_schema()
     out = Path(args.out)
     meta = {
@@ -91,7 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed, "perturbations": list(perturbations), "variants": len(perturbations) + 1,
         "requests_per_arm": len(items) * (len(perturbations) + 1), "adapter":
         f"{args.adapter}/{args.version}", "k": args.k, "base_model": manifest["base_model"]["name"],
-        "labels": list(labels),
+        "labels": list(labels), "unseen_types": sorted(UNSEEN_TYPES & set(perturbations)),
+        "decision_tokens": tokens,
     }  # fmt: skip
     with ExitStack() as stack:
         url = args.url

@@ -1,8 +1,13 @@
 """Meaning-preserving input variations, deterministic for a given text.
 
 Each function changes the surface only: letter case, spacing, punctuation, one typo in a
-longer word, a polite prefix or suffix, a filler clause. A classifier that understands
-the message gives every variant the same label; that share is the consistency score.
+longer word, a polite prefix or suffix, a filler clause, contractions, texting
+abbreviations. A classifier that understands the message gives every variant the same
+label; that share is the consistency score.
+
+``UNSEEN_TYPES`` are the kinds training's augmentation (``gateway.training.augment``,
+written separately) never produces: consistency on them measures generalisation, not
+memorised rewrites, and is reported apart from the seen kinds.
 """
 
 from __future__ import annotations
@@ -73,6 +78,52 @@ def filler(text: str) -> str:
     return f"{first}{FILLERS[_pick(text, 'filler', len(FILLERS))]} {rest}"
 
 
+CONTRACTIONS = (
+    ("do not", "don't"), ("does not", "doesn't"), ("did not", "didn't"), ("is not", "isn't"),
+    ("are not", "aren't"), ("was not", "wasn't"), ("cannot", "can't"), ("will not", "won't"),
+    ("have not", "haven't"), ("has not", "hasn't"), ("I am", "I'm"), ("I have", "I've"),
+    ("I would", "I'd"), ("I will", "I'll"), ("it is", "it's"), ("you are", "you're"),
+    ("what is", "what's"), ("that is", "that's"), ("there is", "there's"),
+    ("where is", "where's"),
+)  # fmt: skip
+SMS = (
+    ("please", "pls"), ("thanks", "thx"), ("thank you", "ty"), ("you", "u"), ("your", "ur"),
+    ("are", "r"), ("because", "bc"), ("before", "b4"), ("message", "msg"),
+    ("tomorrow", "tmrw"), ("with", "w/"), ("okay", "ok"),
+)  # fmt: skip
+
+
+def _replace_words(text: str, pairs: tuple[tuple[str, str], ...]) -> str:
+    """Whole-word, case-insensitive replacement, all pairs in one pass (so no output is
+    rewritten again); a capitalised source keeps its capital."""
+    table = {source.lower(): target for source, target in pairs}
+    pattern = re.compile(
+        r"\b(" + "|".join(re.escape(k) for k in sorted(table, key=len, reverse=True)) + r")\b",
+        re.IGNORECASE,
+    )
+
+    def swap(match: re.Match[str]) -> str:
+        found, target = match.group(), table[match.group().lower()]
+        return target[0].upper() + target[1:] if found[0].isupper() else target
+
+    return pattern.sub(swap, text)
+
+
+def contractions(text: str) -> str:
+    """Contract every expandable phrase (do not -> don't); a text that already uses
+    contractions gets them expanded instead (don't -> do not)."""
+    plain = text.replace("\u2019", "'")
+    contracted = _replace_words(plain, CONTRACTIONS)
+    if contracted != plain:
+        return contracted
+    return _replace_words(plain, tuple((short, long) for long, short in CONTRACTIONS))
+
+
+def sms(text: str) -> str:
+    """Texting abbreviations: please -> pls, you -> u, thanks -> thx, ..."""
+    return _replace_words(text, SMS)
+
+
 PERTURBATIONS: dict[str, Callable[[str], str]] = {
     "lower": lower,
     "upper": upper,
@@ -82,7 +133,10 @@ PERTURBATIONS: dict[str, Callable[[str], str]] = {
     "typo": typo,
     "polite": polite,
     "filler": filler,
+    "contractions": contractions,
+    "sms": sms,
 }
+UNSEEN_TYPES = frozenset({"contractions", "sms"})
 
 
 def variants(text: str, names: tuple[str, ...] | None = None) -> dict[str, str]:

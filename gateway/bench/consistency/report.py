@@ -15,6 +15,8 @@ COLUMNS = (
     ("accuracy", "accuracy", "{:.1%}"),
     ("macro_f1", "macro-F1", "{:.3f}"),
     ("consistency", "consistency", "{:.1%}"),
+    ("consistency_seen", "seen types", "{:.1%}"),
+    ("consistency_unseen", "unseen types", "{:.1%}"),
     ("prompt_tokens_mean", "prompt tokens", "{:.0f}"),
     ("latency_p50_s", "p50 s", "{:.2f}"),
     ("latency_p95_s", "p95 s", "{:.2f}"),
@@ -22,15 +24,41 @@ COLUMNS = (
 )
 
 
-def table(results: dict[str, Any]) -> str:
+CONFIDENCE_COLUMNS = (
+    ("mean_confidence", "mean confidence", "{:.3f}"),
+    ("mean_confidence_consistent", "on consistent items", "{:.3f}"),
+    ("mean_confidence_inconsistent", "on inconsistent items", "{:.3f}"),
+    ("top_label_brier", "Brier (top label)", "{:.3f}"),
+    ("auroc", "AUROC", "{:.3f}"),
+    ("escalation_rate", "escalated", "{:.1%}"),
+    ("calibration", "X-Gateway-Confidence", "{}"),
+)
+
+
+def table(results: dict[str, Any], columns: tuple[tuple[str, str, str], ...] = COLUMNS) -> str:
     lines = [
-        "| arm | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
+        "| arm | " + " | ".join(title for _, title, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
     for name, m in results["arms"].items():
-        cells = " | ".join(cell(m.get(key), fmt) for key, _, fmt in COLUMNS)
+        cells = " | ".join(cell(m.get(key), fmt) for key, _, fmt in columns)
         lines.append(f"| {name} | {cells} |")
     return "\n".join(lines)
+
+
+def confidence_table(results: dict[str, Any]) -> list[str]:
+    """Only the arms that report a gateway confidence (``/v1/classify``)."""
+    rated = {n: m for n, m in results["arms"].items() if m.get("mean_confidence") is not None}
+    if not rated:
+        return []
+    return [
+        "Confidence and escalation (`/v1/classify` arms; on the original texts, escalation "
+        "over every request). Brier and AUROC score the confidence of the returned label "
+        "against whether it was right.",
+        "",
+        table({"arms": rated}, CONFIDENCE_COLUMNS),
+        "",
+    ]
 
 
 def best_arm(results: dict[str, Any]) -> str:
@@ -53,10 +81,13 @@ def render(results: dict[str, Any], out: Path) -> Path:
         "",
         "Accuracy and macro-F1 are on the original texts; JSON/schema rates over every request; "
         "consistency is the share of items whose variants all got the same valid label. "
-        + DEFINITION,
+        "Seen types are kinds of rewrite training's augmentation also makes; unseen types "
+        f"({', '.join(meta.get('unseen_types') or []) or 'none in this run'}) are kinds it "
+        "never makes, so they measure generalisation. " + DEFINITION,
         "",
         table(results),
         "",
+        *confidence_table(results),
         f"![validity, accuracy and consistency per arm]({charts[0].name})",
         f"![latency against prompt tokens]({charts[1].name})",
         f"![confusions of the best arm]({charts[2].name})",
@@ -85,15 +116,17 @@ def write_charts(results: dict[str, Any], out: Path) -> list[Path]:
 
     arms = list(results["arms"])
     metrics = [("schema_valid_rate", "schema-valid"), ("accuracy", "accuracy"),
-               ("consistency", "consistency")]  # fmt: skip
+               ("consistency_seen", "consistency, seen types"),
+               ("consistency_unseen", "consistency, unseen types")]  # fmt: skip
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(metrics)
     for i, (key, title) in enumerate(metrics):
-        values = [results["arms"][a][key] or 0 for a in arms]
+        values = [results["arms"][a].get(key) or 0 for a in arms]
         xs = [x + i * width for x in range(len(arms))]
         bars = ax.bar(xs, values, width, label=title)
         ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=7)
-    ax.set_xticks([x + width for x in range(len(arms))], arms, rotation=15)
+    ax.set_xticks([x + width * (len(metrics) - 1) / 2 for x in range(len(arms))], arms,
+                  rotation=15)  # fmt: skip
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("share")
     ax.legend(loc="upper left")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from gateway.bench.consistency.arms import Arm, request
 from gateway.bench.consistency.perturb import variants
-from gateway.bench.consistency.score import parse_answer, score_arm
+from gateway.bench.consistency.score import Parsed, parse_answer, parse_decision, score_arm
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,21 @@ def answer_text(path: str, body: dict[str, Any]) -> str:
     return body["choices"][0]["message"]["content"]
 
 
+def classify_fields(res: httpx.Response, body: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's confidence, escalation flag and calibration header of one answer."""
+    return {
+        "confidence": body["confidence"],
+        "escalated": body["requires_human_agent"],
+        "calibration": res.headers.get("x-gateway-confidence"),
+    }
+
+
+def parse(arm: Arm, raw: str | None, schema: dict[str, Any], labels: frozenset[str]) -> Parsed:
+    if arm.decision_tokens:
+        return parse_decision(raw, arm.decision_tokens)
+    return parse_answer(raw, schema, labels)
+
+
 async def run_arm(
     http: httpx.AsyncClient,
     arm: Arm,
@@ -75,7 +90,7 @@ async def run_arm(
 
     async def one(item: Item, variant: str, text: str) -> dict[str, Any]:
         path, body = request(arm, text, schema)
-        raw, error, prompt_tokens = None, None, None
+        raw, error, prompt_tokens, extra = None, None, None, {}
         async with gate:
             started = time.perf_counter()
             try:  # one failed request is a recorded error, not a lost arm
@@ -91,13 +106,15 @@ async def run_arm(
         if res is not None and res.status_code == 200 and payload:
             raw = answer_text(path, payload)
             prompt_tokens = payload["usage"]["prompt_tokens"]
+            extra = classify_fields(res, payload) if path == "/v1/classify" else {}
         elif res is not None:
             error = (payload.get("error") or {}).get("code") or f"http_{res.status_code}"
-        parsed = parse_answer(raw, schema, labels)
+        parsed = parse(arm, raw, schema, labels)
         return {
             "item": item.index, "variant": variant, "text": text, "gold": item.gold,
             "raw": raw, "error": error, "is_json": parsed.is_json, "is_valid": parsed.is_valid,
             "label": parsed.label, "prompt_tokens": prompt_tokens, "latency_s": round(latency, 4),
+            **extra,
         }  # fmt: skip
 
     started = time.perf_counter()

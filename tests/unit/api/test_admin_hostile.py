@@ -45,6 +45,7 @@ ROUTES = [
     ("PUT", "/admin/tenants/delta", {"allowed_adapters": ["{v}"]}),
     ("PUT", "/admin/tenants/delta", {"allowed_adapters": ["*"], "default_adapter": "{v}"}),
     ("PUT", "/admin/tenants/delta", {"default_schema": "{v}"}),
+    ("PUT", "/admin/tenants/delta", {"escalation": {"{v}": {"threshold": 0.5}}}),
     ("POST", "/admin/tenants/{v}/keys", None),
     ("DELETE", "/admin/tenants/{v}", None),
 ]
@@ -76,7 +77,7 @@ def _fill(template: Any, value: str) -> Any:
     if isinstance(template, list):
         return [_fill(item, value) for item in template]
     if isinstance(template, dict):
-        return {key: _fill(item, value) for key, item in template.items()}
+        return {_fill(key, value): _fill(item, value) for key, item in template.items()}
     return template
 
 

@@ -129,6 +129,25 @@ def test_admin_creates_a_tenant_whose_key_works_once_shown(tenant_gateway) -> No
     assert again["created"] is False and "api_key" not in again
 
 
+def test_admin_refuses_escalation_labels_an_adapter_lacks(tenant_gateway) -> None:
+    client, engine, _ = tenant_gateway
+    spec = {"allowed_adapters": ["*"], "escalation": {"tenant-a": {"labels": ["weather"]}}}
+    res = client.put("/admin/tenants/delta", json=spec, headers=auth(ADMIN))
+    assert res.status_code == 400, res.text
+    assert res.json()["error"]["param"] == "escalation.tenant-a.labels"
+    assert "weather" in res.json()["error"]["message"]
+    spec["escalation"] = {"tenant-a": {"threshold": 1.0, "labels": ["billing_inquiry"]},
+                          "not-registered-yet": {"labels": ["anything"]}}  # fmt: skip
+    res = client.put("/admin/tenants/delta", json=spec, headers=auth(ADMIN))
+    assert res.status_code == 200, res.text
+    script(engine, ANSWER)  # billing_inquiry: on delta's list for tenant-a only
+    key = res.json()["api_key"]
+    answer = classify(client, key, adapter="tenant-a").json()
+    assert answer["escalation"]["reason"] == "escalation_label"
+    assert answer["requires_human_agent"] is True
+    assert classify(client, ALPHA, adapter="tenant-a").json()["requires_human_agent"] is False
+
+
 def test_keys_never_reach_the_logs(tenant_gateway, caplog: pytest.LogCaptureFixture) -> None:
     client, engine, _ = tenant_gateway
     script(engine, ANSWER)

@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 
 from gateway.bench.consistency.arms import build_arms, request
-from gateway.bench.consistency.perturb import PERTURBATIONS, variants
+from gateway.bench.consistency.perturb import PERTURBATIONS, UNSEEN_TYPES, variants
 from gateway.bench.consistency.report import render
-from gateway.bench.consistency.score import first_json_object, parse_answer, score_arm
+from gateway.bench.consistency.score import (
+    first_json_object,
+    parse_answer,
+    parse_decision,
+    score_arm,
+)
 from schemas import intent_model
 
 LABELS = ("card_arrival", "lost_or_stolen_card", "top_up_failed")
@@ -48,10 +53,27 @@ def test_perturbations_keep_the_meaning(text: str) -> None:
             assert len(diffs) == 1 and sorted(diffs[0][0]) == sorted(diffs[0][1])
         elif name == "polite":  # a greeting before, thanks after, the message intact between
             assert " ".join(words) in " ".join(got) and len(got) > len(words)
-        else:  # filler: a clause after the first word, the rest intact
+        elif name == "filler":  # a clause after the first word, the rest intact
             assert got[0] == words[0] and got[-(len(words) - 1) :] == words[1:]
             assert len(got) > len(words)
+        else:  # contractions, sms: checked word for word below
+            assert name in UNSEEN_TYPES
     assert set(variants(text)) == {"original", *PERTURBATIONS}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("contractions", "I am sure it is not here, I do not know why.",
+         "I'm sure it's not here, I don't know why."),
+        ("contractions", "I don\u2019t see it and I'm worried", "I do not see it and I am worried"),
+        ("contractions", "Why did my top-up fail?", "Why did my top-up fail?"),
+        ("sms", "Please tell me why, thank you. Are you sure?", "Pls tell me why, ty. R u sure?"),
+        ("sms", "Before your message, I paid with cash", "B4 ur msg, I paid w/ cash"),
+    ],
+)  # fmt: skip
+def test_unseen_variant_types(name: str, text: str, expected: str) -> None:
+    assert PERTURBATIONS[name](text) == expected
 
 
 @pytest.mark.parametrize(
@@ -101,6 +123,36 @@ def test_scoring_of_one_arm() -> None:
     assert m["prompt_tokens_mean"] == 50 and m["throughput_rps"] == 2.0
     assert m["errors"] == {"output_invalid": 1}
     assert m["top_confusions"] == [{"gold": "a", "predicted": "b", "count": 1}]
+    assert m["consistency_seen"] == m["consistency"] and m["consistency_unseen"] is None
+    assert m["mean_confidence"] is None and m["escalation_rate"] is None  # no /v1/classify
+
+
+def test_consistency_is_split_by_variant_type_and_confidence_is_scored() -> None:
+    def rated(item: int, variant: str, gold: str, label: str, confidence: float) -> dict:
+        header = "calibrated; temperature=1.2"
+        return {**_answer(item, variant, gold, label), "confidence": confidence,
+                "escalated": confidence < 0.5, "calibration": header}  # fmt: skip
+
+    answers = [
+        rated(0, "original", "a", "a", 0.9), rated(0, "lower", "a", "a", 0.9),
+        rated(0, "sms", "a", "b", 0.3),  # item 0: seen-consistent, unseen-inconsistent
+        rated(1, "original", "b", "a", 0.4), rated(1, "lower", "b", "a", 0.6),
+        rated(1, "sms", "b", "a", 0.6),  # item 1: consistent (and wrong)
+    ]  # fmt: skip
+    m = score_arm(answers, wall_seconds=1.0)
+    assert (m["consistency"], m["consistency_seen"], m["consistency_unseen"]) == (0.5, 1.0, 0.5)
+    assert m["mean_confidence"] == 0.65  # originals: 0.9 and 0.4
+    assert (m["mean_confidence_consistent"], m["mean_confidence_inconsistent"]) == (0.4, 0.9)
+    assert m["top_label_brier"] == round(((0.9 - 1) ** 2 + 0.4**2) / 2, 4)
+    assert m["auroc"] == 1.0  # the right answer is the more confident one
+    assert m["escalation_rate"] == 0.5 and m["calibration"] == "calibrated; temperature=1.2"
+
+
+def test_a_decision_token_reply_maps_back_to_its_label() -> None:
+    tokens = {"AA": "card_arrival", "AB": "top_up_failed"}
+    assert parse_decision(" AB", tokens).label == "top_up_failed"
+    assert parse_decision("AC", tokens) == parse_decision(None, tokens)
+    assert not parse_decision("AC", tokens).is_valid
 
 
 def test_arms_send_what_clients_send() -> None:
@@ -120,6 +172,10 @@ def test_arms_send_what_clients_send() -> None:
     )  # fmt: skip
     with pytest.raises(ValueError, match="unknown arms"):
         build_arms(LABELS, "x", "y", train, 1, 0, ("nope",))
+    tokens = {"AA": "card_arrival"}
+    decision = build_arms(LABELS, "b", "p", train, 0, 0, ("adapter",), tokens)[0]
+    _, body = request(decision, "hi", SCHEMA)
+    assert body["max_tokens"] == 1 and decision.decision_tokens == tokens
 
 
 def test_report_and_charts_are_written(tmp_path: Path) -> None:
@@ -179,7 +235,11 @@ async def test_a_failed_request_is_recorded_not_fatal() -> None:
             raise httpx.ConnectError("reset")
         if text == "html":
             return httpx.Response(502, text="<html>bad gateway</html>")
-        return httpx.Response(200, json={**good, "usage": {"prompt_tokens": 9}})
+        return httpx.Response(
+            200,
+            json={**good, "usage": {"prompt_tokens": 9}},
+            headers={"X-Gateway-Confidence": "uncalibrated"},
+        )
 
     arm = build_arms(LABELS, "b", "p", [("x", "card_arrival")], 0, 0, ("adapter_constrained",))[0]
     items = [Item(0, "card_arrival", {"original": "ok", "a": "drop", "b": "html"})]
@@ -187,5 +247,8 @@ async def test_a_failed_request_is_recorded_not_fatal() -> None:
         answers, _ = await run_arm(c, arm, items, SCHEMA, frozenset(LABELS), concurrency=2)
     by_variant = {a["variant"]: a for a in answers}
     assert by_variant["original"]["label"] == "card_arrival"
+    assert by_variant["original"]["confidence"] == 0.9
+    assert by_variant["original"]["escalated"] is False
+    assert by_variant["original"]["calibration"] == "uncalibrated"
     assert by_variant["a"]["error"] == "transport: ConnectError"
     assert by_variant["b"]["error"] == "http_502" and not by_variant["b"]["is_valid"]

@@ -7,16 +7,24 @@ template's special tokens, so every id is predictable and nothing is downloaded.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
 from gateway.common.prompts import (
+    MAX_DECISION_LABELS,
     ChatTemplateError,
+    DecisionToken,
+    DecisionTokenError,
     classify_messages,
+    decision_tokens,
     default_system_prompt,
     end_of_turn,
+    label_system_prompt,
     render_answer,
     render_prompt,
 )
@@ -110,3 +118,82 @@ def test_the_classify_prompt_renders_in_chatml() -> None:
         "<|im_start|>assistant\n"
     )
     assert "intent (one of: billing, other)" in system
+
+
+def test_classify_text_is_whitespace_normalised() -> None:
+    messages = classify_messages("sys", "  I was\tcharged \n\n twice  ")
+    assert messages == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "I was charged twice"},
+    ]
+
+
+def test_distinct_first_tokens_are_the_decision_tokens() -> None:
+    tokenizer = char_tokenizer(CHATML, ["<|im_start|>", "<|im_end|>"])
+    tokens = decision_tokens(tokenizer, ["billing", "other"])
+    assert tokens == (
+        DecisionToken("billing", "b", tokenizer.convert_tokens_to_ids("b")),
+        DecisionToken("other", "o", tokenizer.convert_tokens_to_ids("o")),
+    )
+    assert label_system_prompt(["billing", "other"], tokens) == (
+        "Classify the customer's message into one of these intents: billing, other. "
+        "Reply with the intent."
+    )
+
+
+def test_shared_first_tokens_get_single_token_codes() -> None:
+    tokenizer = char_tokenizer(CHATML, ["<|im_start|>", "<|im_end|>"])
+    tokenizer.add_tokens(["AA", "AC", "AD"])  # "AB" stays two tokens: it is skipped
+    labels = ["billing", "bank", "other"]
+    tokens = decision_tokens(tokenizer, labels)
+    assert [(t.label, t.text) for t in tokens] == [
+        ("billing", "AA"),
+        ("bank", "AC"),
+        ("other", "AD"),
+    ]
+    for token in tokens:
+        assert tokenizer(token.text, add_special_tokens=False)["input_ids"] == [token.token_id]
+    assert label_system_prompt(labels, tokens).endswith(
+        "Reply with the intent's code.\nAA: billing\nAC: bank\nAD: other"
+    )
+    with pytest.raises(DecisionTokenError, match="only 3 two-letter codes"):
+        decision_tokens(tokenizer, [*labels, "bonus"])
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [([], "no labels"), (["a", "a"], "not distinct"), (["a", ""], "encodes to no tokens"),
+     ([f"l{i}" for i in range(MAX_DECISION_LABELS + 1)], "at most 128")],
+)  # fmt: skip
+def test_impossible_label_sets_are_refused(labels: list[str], message: str) -> None:
+    tokenizer = char_tokenizer(CHATML, ["<|im_start|>", "<|im_end|>"])
+    with pytest.raises(DecisionTokenError, match=message):
+        decision_tokens(tokenizer, labels)
+
+
+def test_the_prompt_needs_the_labels_own_tokens_in_order() -> None:
+    tokenizer = char_tokenizer(CHATML, ["<|im_start|>", "<|im_end|>"])
+    tokens = decision_tokens(tokenizer, ["billing", "other"])
+    with pytest.raises(DecisionTokenError, match="label order"):
+        label_system_prompt(["other", "billing"], tokens)
+
+
+@pytest.mark.heavy  # the embedded model's tokenizer
+def test_the_served_tokenizer_gives_the_designed_tokens() -> None:
+    from transformers import AutoTokenizer
+
+    from gateway.config import Settings
+    from gateway.models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(None, Settings().model_cache_dir).path)
+    demo = ["password_reset", "billing_inquiry", "technical_support", "general_question"]
+    assert [t.text for t in decision_tokens(tokenizer, demo)] == [
+        "password", "b", "technical", "general"
+    ]  # fmt: skip
+    root = Path(__file__).resolve().parents[3]
+    banking = json.loads((root / "data/banking77/categories.json").read_text())
+    tokens = decision_tokens(tokenizer, banking)
+    assert [t.text for t in tokens[:3]] == ["AA", "AB", "AC"]
+    assert len({t.token_id for t in tokens}) == 77
+    for token in tokens:
+        assert render_answer(tokenizer, token.text)[0] == token.token_id

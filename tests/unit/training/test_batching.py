@@ -6,8 +6,6 @@ import random
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import LlamaForCausalLM
 
 from gateway.training.batching import (
     IGNORE,
@@ -16,7 +14,7 @@ from gateway.training.batching import (
     shared_prefix_length,
     tensors,
 )
-from tests.adapter_factory import tiny_llama_config
+from tests.unit.training.runs import tiny_lora_model
 
 PREFIX = list(range(3, 15))  # 12 shared prompt tokens
 
@@ -31,17 +29,6 @@ ROWS = [
     _row([22, 23, 24, 25], [43, 44]),
     _row([26], [45, 46, 47, 48]),
 ]
-
-
-def _model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    base = LlamaForCausalLM(tiny_llama_config(64, max_position_embeddings=128))
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
-    model = get_peft_model(base, lora)
-    for name, param in model.named_parameters():
-        if "lora_B" in name:  # non-zero B so LoRA changes the prefix's keys and values
-            torch.nn.init.normal_(param, std=0.1)
-    return model
 
 
 def _loss_and_grads(model: torch.nn.Module, share: bool) -> tuple[float, int, list[torch.Tensor]]:
@@ -60,7 +47,7 @@ def test_prefix_stops_before_the_first_scored_label() -> None:
 
 
 def test_shared_prefix_gives_the_same_loss_and_gradients() -> None:
-    model = _model()
+    model = tiny_lora_model()
     model.eval()  # no dropout, so both passes see the same network
     plain_loss, plain_tokens, plain_grads = _loss_and_grads(model, share=False)
     shared_loss, shared_tokens, shared_grads = _loss_and_grads(model, share=True)
@@ -85,14 +72,3 @@ def test_batches_are_length_sorted_and_cover_everything() -> None:
     for chunk in chunks:
         lengths = sorted(len(encoded[i][0]) for i in chunk)
         assert lengths[-1] - lengths[0] <= 2
-
-
-def test_learning_rate_warms_up_then_decays() -> None:
-    from gateway.training.recipe import lr_factor
-
-    assert lr_factor(0, 4, 100, "cosine") == 0.25
-    assert lr_factor(3, 4, 100, "cosine") == 1.0
-    assert lr_factor(4, 4, 100, "cosine") == pytest.approx(1.0)
-    assert lr_factor(52, 4, 100, "cosine") == pytest.approx(0.55)
-    assert lr_factor(100, 4, 100, "cosine") == pytest.approx(0.1)
-    assert lr_factor(100, 4, 100, "constant") == 1.0

@@ -8,6 +8,7 @@ import pytest
 from gateway.common.prompts import classify_messages, default_system_prompt, render_prompt
 from gateway.config import Settings
 from gateway.models import resolve_model
+from gateway.training.answers import DecisionTokenAnswer, JsonAnswer
 from gateway.training.batching import IGNORE
 from gateway.training.checks import FAIL, WARN, run_checks
 from gateway.training.config import load_config
@@ -19,7 +20,6 @@ from gateway.training.data import (
     load_labelled,
     split,
 )
-from gateway.training.recipe import encode
 
 LABELS = ("billing", "other")
 
@@ -112,7 +112,7 @@ def test_loss_covers_only_the_answer() -> None:
     tokenizer = AutoTokenizer.from_pretrained(info.path)
     example = ex("I forgot my password", "other")
     system = default_system_prompt(LABELS)
-    ids, labels = encode(tokenizer, system, example)
+    ids, labels = JsonAnswer(tokenizer, system).encode(example, example.text)
     assert len(ids) == len(labels)
     answer = [t for t in labels if t != IGNORE]
     first = labels.index(answer[0])
@@ -121,6 +121,21 @@ def test_loss_covers_only_the_answer() -> None:
     # the prompt trained on is the one the engine serves (VllmEngine.encode_chat)
     assert ids[:first] == render_prompt(tokenizer, classify_messages(system, example.text))
     assert tokenizer.decode(ids[:first]).endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.heavy  # the embedded model's tokenizer
+def test_a_decision_token_row_is_the_served_prompt_and_the_label_index() -> None:
+    from transformers import AutoTokenizer
+
+    from gateway.common.prompts import decision_tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(None, Settings().model_cache_dir).path)
+    answer = DecisionTokenAnswer(tokenizer, "Classify.", decision_tokens(tokenizer, LABELS))
+    example = ex("  I forgot   my password ", "other")
+    ids, label = answer.encode(example, "a rewritten  text")
+    assert ids == render_prompt(tokenizer, classify_messages("Classify.", "a rewritten text"))
+    assert label == LABELS.index("other")
+    assert answer.encode(ex("x", "unknown"), "x")[1] == -1  # the data checks refuse it
 
 
 def test_config_file_and_overrides(tmp_path: Path) -> None:

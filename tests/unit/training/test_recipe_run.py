@@ -11,56 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Settings
 from gateway.errors import AdapterInvalid, AdapterVersionExists
-from gateway.models import ModelInfo, fingerprint_dir, resolve_model
+from gateway.models import ModelInfo
 from gateway.registry.store import AdapterStore, StoreLimits
-from gateway.training.config import ALL_LINEAR, TrainConfig
+from gateway.training.config import ALL_LINEAR
 from gateway.training.manifest import REQUIRED_KEYS
 from gateway.training.recipe import DataCheckFailed, train
-from tests.adapter_factory import FAKE_BASE, make_peft_folder, tiny_llama_config
-
-ROWS = [
-    ("I was billed twice", "billing"),
-    ("refund my last payment", "billing"),
-    ("invoice is wrong", "billing"),
-    ("what are your hours", "other"),
-    ("are you hiring", "other"),
-    ("where is your office", "other"),
-]
-
-
-@pytest.fixture(scope="module")
-def base() -> ModelInfo:
-    return resolve_model(None, Settings().model_cache_dir)
-
-
-def _limits(base: ModelInfo, max_rank: int = 16) -> StoreLimits:
-    return StoreLimits(base.fingerprint, max_rank, frozenset(ALL_LINEAR), 10**9)
-
-
-def _config(tmp_path: Path, rows: list[tuple[str, str]], **extra: object) -> TrainConfig:
-    data = tmp_path / "tiny.jsonl"
-    data.write_text("\n".join(json.dumps({"text": t, "intent": lab}) for t, lab in rows))
-    options: dict = {
-        "name": "tiny",
-        "data": data,
-        "labels": ["billing", "other"],
-        "val_share": 0.34,
-        "rank": 2,
-        "alpha": 4,
-        "epochs": 1,
-        "batch_size": 4,
-        "target_modules": ["q_proj", "v_proj"],
-        "out_root": tmp_path / "store",
-        "evaluate": False,
-    }
-    return TrainConfig(**{**options, **extra})
+from tests.adapter_factory import FAKE_BASE, make_peft_folder
+from tests.unit.training.runs import ROWS, config, limits
 
 
 @pytest.mark.heavy
 def test_tiny_run_writes_a_loadable_adapter(tmp_path: Path, base: ModelInfo) -> None:
-    out = train(_config(tmp_path, ROWS), base, _limits(base))
+    out = train(config(tmp_path, ROWS), base, limits(base))
     assert out == tmp_path / "store" / "tiny" / "v1"
     assert {p.name for p in out.iterdir()} == {
         "adapter_config.json", "adapter_model.safetensors", "manifest.json",
@@ -73,7 +36,7 @@ def test_tiny_run_writes_a_loadable_adapter(tmp_path: Path, base: ModelInfo) -> 
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp left
     assert stat.S_IMODE(out.stat().st_mode) == 0o755  # readable by a gateway run as another user
     assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
-    adapter = AdapterStore(tmp_path / "store", _limits(base)).inspect("tiny", "v1")
+    adapter = AdapterStore(tmp_path / "store", limits(base)).inspect("tiny", "v1")
     assert adapter.labels == ("billing", "other")
     assert adapter.system_prompt == manifest["system_prompt"]
     # trained on another base -> refused
@@ -86,7 +49,7 @@ def test_tiny_run_writes_a_loadable_adapter(tmp_path: Path, base: ModelInfo) -> 
 def test_failed_checks_train_nothing(tmp_path: Path, base: ModelInfo) -> None:
     rows = [*ROWS, ("I was billed twice", "other")]  # same text, two labels
     with pytest.raises(DataCheckFailed):
-        train(_config(tmp_path, rows, val_share=0), base, _limits(base))
+        train(config(tmp_path, rows, val_share=0), base, limits(base))
     assert not (tmp_path / "store").exists()
 
 
@@ -96,42 +59,15 @@ def test_an_existing_version_is_refused_before_any_training(tmp_path: Path) -> N
     before = {p.name: p.read_bytes() for p in existing.iterdir()}
     # FAKE_BASE has no files: reaching the tokenizer or the model would fail differently
     with pytest.raises(AdapterVersionExists, match="tiny/v1 already exists"):
-        train(_config(tmp_path, ROWS), FAKE_BASE, _limits(FAKE_BASE))
+        train(config(tmp_path, ROWS), FAKE_BASE, limits(FAKE_BASE))
     assert {p.name: p.read_bytes() for p in existing.iterdir()} == before
     assert [p.name for p in existing.parent.iterdir()] == ["v1"]
 
 
 def test_a_rank_the_gateway_would_refuse_fails_before_any_training(tmp_path: Path) -> None:
     with pytest.raises(AdapterInvalid, match=r"rank 8 is outside 1\.\.4"):
-        train(_config(tmp_path, ROWS, rank=8), FAKE_BASE, _limits(FAKE_BASE, max_rank=4))
+        train(config(tmp_path, ROWS, rank=8), FAKE_BASE, limits(FAKE_BASE, max_rank=4))
     assert not (tmp_path / "store").exists()
-
-
-@pytest.fixture(scope="module")
-def tiny_base(base: ModelInfo, tmp_path_factory: pytest.TempPathFactory) -> ModelInfo:
-    """A two-layer, 32-wide Llama with seeded weights and the base model's tokenizer.
-
-    Its weights are drawn wide (``initializer_range=1``) so its predictions are far from
-    uniform: then which tokens the loss covers changes the loss, as it does in a real model.
-    """
-    import torch
-    from transformers import AutoTokenizer, LlamaForCausalLM
-
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(base.path)
-    tokenizer.save_pretrained(path)
-    config = tiny_llama_config(
-        len(tokenizer),
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        initializer_range=1.0,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path, safe_serialization=True)
-    return ModelInfo("tiny-llama", path, fingerprint_dir(path))
 
 
 # A seeded float32 run of 6 optimizer steps (3 epochs of 2 batches of 2). Runs with 1, 2
@@ -147,7 +83,7 @@ PINNED_HISTORY = [
 
 @pytest.mark.heavy
 def test_seeded_first_steps_have_pinned_losses(tmp_path: Path, tiny_base: ModelInfo) -> None:
-    cfg = _config(
+    cfg = config(
         tmp_path,
         ROWS,
         epochs=3,
@@ -157,8 +93,10 @@ def test_seeded_first_steps_have_pinned_losses(tmp_path: Path, tiny_base: ModelI
         early_stopping_patience=0,
         bf16=False,
         target_modules=list(ALL_LINEAR),
+        answer="json",  # the legacy recipe, pinned before decision tokens existed
+        augment=0,
     )
-    out = train(cfg, tiny_base, _limits(tiny_base))
+    out = train(cfg, tiny_base, limits(tiny_base))
     history = json.loads((out / "manifest.json").read_text())["training"]["history"]
     assert history == [
         {k: v if k == "epoch" else pytest.approx(v, rel=1e-4) for k, v in epoch.items()}

@@ -1,0 +1,134 @@
+"""The epochs: optimizer steps, a validation pass after each, and three ways to stop.
+
+The run ends when the planned epochs are done, when validation NLL has not improved for
+``early_stopping_patience`` epochs, or when the next epoch would not fit in
+``max_train_minutes`` (a step past the budget also ends the epoch it is in). Whichever
+it is, the LoRA weights of the best validation epoch are what is kept.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.training.answers import Answer, Validation
+from gateway.training.batching import batches
+from gateway.training.config import TrainConfig
+from gateway.training.schedule import Plan, lr_factor
+
+
+@dataclass
+class Outcome:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: Validation | None = None
+    stopped: str = "completed"  # or "early_stopping", "time_budget"
+    examples: int = 0  # rows through a training step (augmented ones included)
+    tokens: int = 0  # their prompt (and answer) tokens, shared prefix counted per row
+    seconds: float = 0.0  # the whole loop, validation passes included
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "history": self.history,
+            "epochs_run": len(self.history),
+            "stopped": self.stopped,
+            "best_val_loss": self.best.nll if self.best else None,
+            "examples": self.examples,
+            "tokens": self.tokens,
+            "seconds": round(self.seconds, 1),
+            "examples_per_second": round(self.examples / self.seconds, 2),
+            "tokens_per_second": round(self.tokens / self.seconds, 1),
+        }
+
+
+def run_epochs(
+    model: Any,
+    answer: Answer,
+    epoch_rows: Callable[[int], list],
+    val_rows: list,
+    cfg: TrainConfig,
+    plan: Plan,
+    pad: int,
+    autocast: Callable[[], AbstractContextManager[Any]],
+) -> Outcome:
+    """Train ``model`` in place; on return it holds the best epoch's LoRA weights."""
+    import torch
+    from tqdm import tqdm
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, plan.warmup_steps, plan.total_steps, cfg.lr_schedule)
+    )
+
+    def validate() -> Validation | None:
+        if not val_rows:
+            return None
+        model.eval()
+        with torch.no_grad(), autocast():
+            result = answer.validate(model, val_rows, plan.batch_size, pad, cfg.share_prefix)
+        model.train()
+        return result
+
+    rng = random.Random(cfg.seed)
+    out, budget = Outcome(), cfg.max_train_minutes * 60
+    best_state, patience = None, cfg.early_stopping_patience
+    started = time.perf_counter()
+    model.train()
+    bar = tqdm(total=plan.total_steps, desc=f"training {cfg.name}", unit="step")
+    for epoch in range(1, plan.epochs + 1):
+        rows, losses, epoch_started = epoch_rows(epoch), [], time.perf_counter()
+        for n, chunk in enumerate(batches(rows, plan.batch_size, rng), start=1):
+            with autocast():
+                loss, num_tokens = answer.loss(model, rows, chunk, pad, cfg.share_prefix)
+            (loss / cfg.grad_accum).backward()
+            out.examples, out.tokens = out.examples + len(chunk), out.tokens + num_tokens
+            losses.append(float(loss.detach()))
+            if n % cfg.grad_accum == 0:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad()
+                speed = out.examples / (time.perf_counter() - started)
+                bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", ex_s=f"{speed:.1f}")
+                bar.update()
+            if time.perf_counter() - started > budget:
+                out.stopped = "time_budget"
+                break
+        val = validate()
+        out.history.append(
+            {
+                "epoch": epoch,
+                "train_loss": sum(losses) / len(losses),
+                "val_loss": val.nll if val else None,
+            }
+        )
+        bar.write(", ".join(f"{k}={v}" for k, v in out.history[-1].items()))
+        if val is not None and (out.best is None or val.nll < out.best.nll):
+            out.best, patience = val, cfg.early_stopping_patience
+            best_state = {
+                k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k
+            }
+        elif val is not None and cfg.early_stopping_patience:
+            patience -= 1
+            if patience <= 0:
+                out.stopped = "early_stopping"
+        now = time.perf_counter()
+        next_epoch_ends = now + (now - epoch_started)  # as long as this one took
+        if (
+            out.stopped == "completed"
+            and epoch < plan.epochs
+            and next_epoch_ends > started + budget
+        ):
+            out.stopped = "time_budget"
+        if out.stopped != "completed":
+            bar.write(f"stopped after epoch {epoch}: {out.stopped.replace('_', ' ')}")
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    out.seconds = time.perf_counter() - started
+    return out

@@ -1,0 +1,71 @@
+"""How a run stops, and which weights it keeps: a one-parameter model and scripted
+validation losses stand in for the network."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from gateway.training.answers import Validation
+from gateway.training.config import TrainConfig
+from gateway.training.loop import run_epochs
+from gateway.training.schedule import Plan
+
+ROWS = [([1, 2, 3], 0), ([1, 2, 4], 1), ([1, 2, 5], 0), ([1, 2, 6], 1)]
+
+
+class Weight(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lora_w = torch.nn.Parameter(torch.tensor([3.0]))
+
+
+class Scripted:
+    """Loss ``w**2`` (each step moves w); validation losses read from a script, with the
+    weight each validation saw."""
+
+    def __init__(self, val_losses: list[float]) -> None:
+        self.val_losses = iter(val_losses)
+        self.seen: list[float] = []
+
+    def loss(self, model: Weight, rows: list, chunk: list[int], pad: int, share: bool):
+        return (model.lora_w**2).sum(), 3 * len(chunk)
+
+    def validate(self, model: Weight, rows: list, size: int, pad: int, share: bool):
+        self.seen.append(float(model.lora_w.detach()))
+        return Validation(next(self.val_losses), [[0.0, 0.0]] * len(rows))
+
+
+def _run(answer: Scripted, epochs: int, **extra: object) -> tuple[Weight, object]:
+    cfg = TrainConfig(name="x", data=Path("rows.csv"), learning_rate=0.1, **extra)
+    model = Weight()
+    outcome = run_epochs(
+        model, answer, lambda epoch: ROWS, ROWS[:2], cfg,  # type: ignore[arg-type]
+        Plan(batch_size=2, epochs=epochs, steps_per_epoch=2, warmup_steps=0), 0, nullcontext,
+    )  # fmt: skip
+    return model, outcome
+
+
+def test_early_stopping_keeps_the_best_epoch() -> None:
+    answer = Scripted([0.5, 0.4, 0.6, 0.7, 0.1])
+    model, outcome = _run(answer, epochs=5, early_stopping_patience=2)
+    assert outcome.stopped == "early_stopping"
+    assert [h["val_loss"] for h in outcome.history] == [0.5, 0.4, 0.6, 0.7]
+    assert outcome.best.nll == 0.4
+    assert float(model.lora_w.detach()) == answer.seen[1] != answer.seen[-1]  # epoch 2 weight
+    assert (outcome.examples, outcome.tokens) == (16, 48)
+
+
+def test_every_planned_epoch_runs_while_validation_improves() -> None:
+    _, outcome = _run(Scripted([0.5, 0.4, 0.3]), epochs=3)
+    assert outcome.stopped == "completed" and outcome.metrics()["epochs_run"] == 3
+
+
+def test_the_time_budget_ends_the_epoch_and_keeps_the_best_weights() -> None:
+    answer = Scripted([0.5])
+    model, outcome = _run(answer, epochs=3, max_train_minutes=1e-9)  # over after one step
+    assert outcome.stopped == "time_budget"
+    assert len(outcome.history) == 1 and outcome.examples == 2  # one batch of two
+    assert float(model.lora_w.detach()) == answer.seen[0] != 3.0
