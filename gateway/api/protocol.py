@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictInt,
     Tag,
     field_validator,
 )
@@ -192,8 +193,9 @@ class ClassifyRequest(BaseModel):
 
     text: Annotated[Text, Field(min_length=1, max_length=8000)]
     adapter: Name | None = None
-    # The k most likely labels with their probabilities (at most the label count).
-    top_k: int | None = Field(default=None, ge=1)
+    # The k most likely labels with their probabilities (at most the label count);
+    # strict, so `true` is a 422 rather than top_k=1.
+    top_k: StrictInt | None = Field(default=None, ge=1)
 
 
 class LabelProbability(BaseModel):

@@ -101,6 +101,8 @@ def test_a_legacy_adapter_still_answers_under_its_schema(
         ({"top_k": 0}, 400, "invalid_request", "top_k"),
         ({"top_k": 5}, 400, "invalid_request", "top_k"),
         ({"top_k": 10**30}, 400, "invalid_request", "top_k"),
+        ({"top_k": True}, 400, "invalid_request", "top_k"),  # not 1
+        ({"top_k": "3"}, 400, "invalid_request", "top_k"),
         ({"top_k": 2, "adapter": "legacy"}, 400, "invalid_request", "top_k"),
         ({"adapter": "plain"}, 400, "adapter_has_no_labels", "adapter"),
         ({"adapter": "forged"}, 400, "adapter_invalid", "adapter"),
