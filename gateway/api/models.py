@@ -15,10 +15,12 @@ ERRORS = {code: {"model": ErrorResponse} for code in (401, 503)}
 async def list_models(services: ServicesDep, tenant: TenantDep) -> ModelList:
     """A tenant sees the base model and the adapters it may use, nothing else."""
     base = services.settings.served_model_name
+    profile = services.classify.base_profile  # a merged model classifies as its adapter did
     cards = [
         ModelCard(
             id=base, created=services.adapters.created, root=services.base_model.name,
             quantization=services.base_quantization,
+            calibrated=bool(profile and profile.calibrated),
         )
     ]  # fmt: skip
     for name in services.adapters.names():

@@ -206,7 +206,8 @@ class LabelProbability(BaseModel):
 class Escalation(BaseModel):
     """Why ``requires_human_agent`` is true (null: it is not), and the threshold applied."""
 
-    reason: Literal["low_confidence", "escalation_label"] | None
+    # "model": a legacy JSON adapter set the flag itself (it was trained on flagged rows)
+    reason: Literal["low_confidence", "escalation_label", "model"] | None
     threshold: float
 
 

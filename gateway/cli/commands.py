@@ -108,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = train_config(args)
     print("launch:", " ".join(["gateway", *sys.argv[1:]]), flush=True)
     settings = load_settings()
-    base = base_model(settings)
+    base = base_model(settings, "bf16")  # evaluation then serves the configured variant
     with mistakes(DataCheckFailed, AdapterInvalid, AdapterVersionExists, ModelError):
         out = train(cfg, base, store_limits(settings, base))
     print(f"adapter written to {out}", flush=True)

@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.common.usage import UsageError, describe
-from gateway.config import Settings
+from gateway.config import BaseVariant, Settings
 
 if TYPE_CHECKING:
     from gateway.models import ModelInfo
@@ -116,11 +116,15 @@ def _check_quantization(settings: Settings) -> None:
         )
 
 
-def base_model(settings: Settings) -> ModelInfo:
+def base_model(settings: Settings, variant: BaseVariant | None = None) -> ModelInfo:
+    """The configured base model; ``variant`` overrides ``base_variant`` (training asks
+    for bf16, the weights it trains on, so no quantized variant is made for nothing)."""
     from gateway.models import ModelError, resolve_model
 
     with mistakes(ModelError):
-        return resolve_model(settings.model_dir, settings.model_cache_dir, settings.base_variant)
+        return resolve_model(
+            settings.model_dir, settings.model_cache_dir, variant or settings.base_variant
+        )
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

@@ -20,7 +20,7 @@ from typing import Any
 
 from gateway.fileio import make_readable, write_json_atomic
 from gateway.models.calibration import Calibration, load_calibration
-from gateway.models.files import MANIFEST, file_hashes, read_json, tensor_shapes
+from gateway.models.files import MANIFEST, file_hashes, read_json, read_manifest, tensor_shapes
 from gateway.models.identity import QUANTIZED, default_model, identify, quantized_info
 from gateway.models.info import ModelError, ModelInfo, Quantization, read_quantization
 from gateway.models.layout import check_group_size, expected_tensors, linear_shapes
@@ -39,11 +39,12 @@ class Scheme:
     weight_bits: int
     activation_bits: int | None  # None: activations stay 16-bit
     is_grouped: bool
+    needs_data: bool  # GPTQ fits its updates on calibration texts; round-to-nearest does not
 
 
 SCHEMES = {
-    "w4a16": Scheme("pack-quantized", 4, None, is_grouped=True),
-    "w8a8": Scheme("int-quantized", 8, 8, is_grouped=False),
+    "w4a16": Scheme("pack-quantized", 4, None, is_grouped=True, needs_data=True),
+    "w8a8": Scheme("int-quantized", 8, 8, is_grouped=False, needs_data=False),
 }
 
 
@@ -52,8 +53,9 @@ class QuantizeJob:
     source: ModelInfo
     scheme: str
     quantization: Quantization  # what the checkpoint's config.json must state
-    calibration: Calibration
+    calibration: Calibration | None  # None: a data-free scheme (w8a8)
     out: Path
+    seed: int
 
 
 def target_quantization(scheme: str, group_size: int | None) -> Quantization:
@@ -85,7 +87,9 @@ def prepare(
     """Every check that needs no tool: a mistake is told before anything is installed or
     computed. ``source_dir`` None is the embedded default (provisioned if need be)."""
     target = target_quantization(scheme, group_size)
-    texts = load_calibration(calibration, samples, seed)
+    # A data-free scheme reads no file: the embedded model's default variant is then made
+    # where only the package is installed (a container), with no data/ folder beside it.
+    texts = load_calibration(calibration, samples, seed) if SCHEMES[scheme].needs_data else None
     out = out or cache_dir / f"{(source_dir or default_model_dir(cache_dir)).name}-{target.variant}"
     if out.exists():
         raise ModelError(f"{out} already exists; remove it or choose another --out")
@@ -100,7 +104,7 @@ def prepare(
             check_group_size(shapes, target.group_size)
         except ModelError as exc:
             raise ModelError(f"{source.path}: {exc}") from exc
-    return QuantizeJob(source, scheme, target, texts, out)
+    return QuantizeJob(source, scheme, target, texts, out, seed)
 
 
 def check_source(folder: Path) -> dict[str, tuple[int, int]]:
@@ -131,11 +135,9 @@ def quantize(job: QuantizeJob, tool: ToolEnv, run: Runner = run_streaming) -> Mo
     try:
         model, spec = staging / "model", staging / "job.json"
         spec.write_text(json.dumps(_worker_job(job, model)), encoding="utf-8")
-        print(
-            f"Quantizing {job.source.path} to {job.quantization.variant} with "
-            f"{len(job.calibration.texts)} calibration texts from {job.calibration.path}",
-            flush=True,
-        )
+        data = job.calibration
+        used = f"{len(data.texts)} calibration texts from {data.path}" if data else "no data"
+        print(f"Quantizing {job.source.path} to {job.quantization.variant} with {used}", flush=True)
         status = run([str(tool.python), str(WORKER), str(spec)])
         if status != 0:
             raise ModelError(
@@ -158,8 +160,9 @@ def quantize(job: QuantizeJob, tool: ToolEnv, run: Runner = run_streaming) -> Mo
 def _worker_job(job: QuantizeJob, model: Path) -> dict[str, Any]:
     return {
         "source": str(job.source.path), "out": str(model), "scheme": job.scheme,
-        "group_size": job.quantization.group_size, "texts": list(job.calibration.texts),
-        "seed": job.calibration.seed, "max_seq_length": MAX_SEQ_LENGTH,
+        "group_size": job.quantization.group_size,
+        "texts": list(job.calibration.texts) if job.calibration else [],
+        "seed": job.seed, "max_seq_length": MAX_SEQ_LENGTH,
     }  # fmt: skip
 
 
@@ -194,6 +197,7 @@ def output_problem(folder: Path, expected: Quantization) -> str | None:
 def provenance(job: QuantizeJob, tool: ToolEnv, files: dict[str, str]) -> dict[str, Any]:
     """Enough to audit and remake the checkpoint: source, scheme, data, seed, tools."""
     source = job.source
+    merged = read_manifest(source.path) or {}
     return {
         "kind": QUANTIZED,
         "name": source.name,
@@ -207,10 +211,12 @@ def provenance(job: QuantizeJob, tool: ToolEnv, files: dict[str, str]) -> dict[s
             "fingerprint": source.fingerprint,
             "files": file_hashes(source.path),
         },
-        "calibration": job.calibration.record(),
-        "seed": job.calibration.seed,
+        "calibration": job.calibration.record() if job.calibration else None,
+        "seed": job.seed,
         "max_seq_length": MAX_SEQ_LENGTH,
         "tools": tool.versions,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": files,
+        # a merged model's adapter and classify profile travel with its quantized copy
+        **{key: merged[key] for key in ("adapter", "classify") if key in merged},
     }

@@ -49,22 +49,26 @@ def main(job_file: str) -> None:
         chat = [{"role": "user", "content": text}]
         return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
-    length = job["max_seq_length"]
-    dataset = Dataset.from_dict({"text": [render(t) for t in job["texts"]]}).map(
-        lambda batch: tokenizer(
-            batch["text"], truncation=True, max_length=length, add_special_tokens=False
-        ),
-        batched=True,
-        remove_columns=["text"],
-    )
-    oneshot(
-        model=model,
-        dataset=dataset,
-        recipe=build_recipe(job["scheme"], job["group_size"]),
-        max_seq_length=length,
-        num_calibration_samples=len(job["texts"]),
-        shuffle_calibration_samples=False,  # the texts were drawn with the job's seed
-    )
+    recipe = build_recipe(job["scheme"], job["group_size"])
+    if not job["texts"]:  # a data-free scheme: round-to-nearest weights, dynamic activations
+        oneshot(model=model, recipe=recipe)
+    else:
+        length = job["max_seq_length"]
+        dataset = Dataset.from_dict({"text": [render(t) for t in job["texts"]]}).map(
+            lambda batch: tokenizer(
+                batch["text"], truncation=True, max_length=length, add_special_tokens=False
+            ),
+            batched=True,
+            remove_columns=["text"],
+        )
+        oneshot(
+            model=model,
+            dataset=dataset,
+            recipe=recipe,
+            max_seq_length=length,
+            num_calibration_samples=len(job["texts"]),
+            shuffle_calibration_samples=False,  # the texts were drawn with the job's seed
+        )
     model.save_pretrained(job["out"], save_compressed=True)
     tokenizer.save_pretrained(job["out"])
 

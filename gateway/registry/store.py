@@ -256,7 +256,10 @@ def merged_profile(model_dir: Path) -> AdapterVersion | None:
     if not path.is_file():
         return None
     provenance = _read_json(path, str(path))
-    block = provenance.get("classify") if provenance.get("kind") == "merged" else None
+    # a merged model, or its quantized copy (``gateway adapters merge --quantize``)
+    block = (
+        provenance.get("classify") if provenance.get("kind") in ("merged", "quantized") else None
+    )
     if not isinstance(block, dict) or not block.get("labels"):
         return None
     where = f"merged model {model_dir.name}"

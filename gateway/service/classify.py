@@ -95,7 +95,8 @@ class ClassifyService:
         self.default_labels = base_profile.labels if base_profile else default_labels
         self.max_tokens = max_tokens
         self.base_profile = base_profile
-        self._checked: dict[tuple[str, str], tuple[DecisionToken, ...]] = {}
+        self._checked: dict[tuple[Any, ...], tuple[DecisionToken, ...]] = {}
+        self._json_only: set[tuple[str, ...]] = set()  # label sets told once in the log
 
     def labels_for(self, adapter: AdapterVersion | None) -> tuple[str, ...]:
         if adapter is None:
@@ -165,6 +166,8 @@ class ClassifyService:
                 errors.EngineFailed, "the engine's log-probabilities cannot be read", log, exc
             ) from exc
         reason = prepared.escalation.reason(label, confidence)
+        if reason is None and prepared.tokens is None and result.parsed.get("requires_human_agent"):
+            reason = "model"  # a legacy adapter learned the flag from its data; keep it
         answer = {"intent": label, "confidence": confidence, "requires_human_agent": bool(reason)}
         return self._classification(
             prepared, result, prepared.model.model_validate(answer), raw, probabilities,
@@ -191,13 +194,15 @@ class ClassifyService:
         if adapter is None:
             try:
                 return engine.decision_tokens(labels)
-            except DecisionTokenError as exc:
-                raise errors.traced(
-                    errors.GatewayError, f"intent_labels cannot be classified: {exc}", log, exc
-                ) from exc
+            except DecisionTokenError as exc:  # e.g. over 128 labels: the JSON grammar path
+                if labels not in self._json_only:
+                    self._json_only.add(labels)
+                    log.warning("intent_labels have no decision tokens (%s); the base "
+                                "model answers them in JSON under the grammar", exc)  # fmt: skip
+                return None
         if adapter.answer is None:
             return None
-        key = (adapter.name, adapter.version)
+        key = (adapter.name, adapter.version, adapter.answer)  # a re-uploaded version differs
         if key not in self._checked:
             for token in adapter.answer:
                 if engine.encode_text(token.text) != [token.token_id]:

@@ -179,3 +179,13 @@ def test_the_command_line_says_it_in_one_line(
         main(["model", "quantize", "--scheme", "w3a16"])
     assert exit_.value.code == 2
     assert not (tmp_path / "cache").exists()
+
+
+def test_w8a8_reads_no_calibration_file(tmp_path: Path) -> None:
+    """Round-to-nearest needs no data, so the default variant can be made where only the
+    package is installed (a container image without the repository's data/)."""
+    job = prepare(
+        source_model(tmp_path / "src"), tmp_path / "cache", scheme="w8a8", group_size=None,
+        calibration=tmp_path / "absent.csv", samples=16, seed=3, out=tmp_path / "out",
+    )  # fmt: skip
+    assert job.calibration is None and job.seed == 3

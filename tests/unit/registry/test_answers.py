@@ -99,6 +99,11 @@ def test_a_merged_model_classifies_with_the_merged_adapters_profile(tmp_path) ->
     assert profile is not None
     assert (profile.name, profile.version, profile.labels) == ("acme", "v2", ("billing", "login"))
     assert profile.system_prompt == "Sort it." and profile.answer is None  # a legacy adapter
-    (tmp_path / "provenance.json").write_text(json.dumps({**provenance, "kind": "quantized"}))
+    quantized = {**provenance, "kind": "quantized"}  # adapters merge --quantize keeps it
+    (tmp_path / "provenance.json").write_text(json.dumps(quantized))
+    again = merged_profile(tmp_path)
+    assert again is not None and (again.name, again.labels) == ("acme", ("billing", "login"))
+    plain = {"kind": "quantized", "name": "SmolLM2"}  # a plain quantized base: no profile
+    (tmp_path / "provenance.json").write_text(json.dumps(plain))
     assert merged_profile(tmp_path) is None
     assert merged_profile(tmp_path / "elsewhere") is None

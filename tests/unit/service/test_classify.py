@@ -162,7 +162,31 @@ async def test_legacy_confidence_is_the_sampled_label_probability(
     assert found.confidence == pytest.approx(math.exp(-0.25))
     assert found.probabilities is None and found.label_logprobs is None
     assert not found.calibrated
-    assert found.result.requires_human_agent is False  # the model's own flag is discarded
+    # a legacy adapter learned the flag from flagged training rows: it is kept
+    assert found.result.requires_human_agent is True and found.escalation_reason == "model"
+
+
+async def test_a_legacy_adapters_unflagged_answer_stays_unflagged(
+    services: Services, engine: FakeEngine
+) -> None:
+    engine.outputs = [ScriptedOutput(LEGACY.replace("true", "false"))]
+    found = await services.classify.classify("text", "legacy")
+    assert found.result.requires_human_agent is False and found.escalation_reason is None
+
+
+async def test_a_label_set_without_decision_tokens_is_classified_in_json(
+    tmp_path: Path, engine: FakeEngine
+) -> None:
+    """Over 128 labels have no decision tokens: the base model answers under the JSON
+    grammar as before, rather than failing every request."""
+    labels = [f"label_{i}" for i in range(129)]
+    settings = classify_settings(tmp_path).model_copy(update={"intent_labels": labels})
+    services = Services.build(settings, engine, FAKE_BASE)
+    engine.max_model_len = 8192  # the double's tokens are characters; the list is long
+    engine.outputs = [ScriptedOutput('{"intent":"label_7","confidence":0.5,'
+                                     '"requires_human_agent":false}')]  # fmt: skip
+    found = await services.classify.classify("text", None)
+    assert found.result.intent == "label_7" and engine.calls[-1].json_schema is not None
 
 
 @pytest.mark.parametrize(
