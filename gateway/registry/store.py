@@ -153,7 +153,6 @@ class AdapterStore:
         check_safetensors(folder / "adapter_model.safetensors", where)
         manifest = _read_json(folder / "manifest.json", where)
         self._check_manifest(manifest, where)
-        labels = tuple(manifest["labels"]) if manifest.get("labels") else None
         return AdapterVersion(
             name=name,
             version=version,
@@ -161,12 +160,7 @@ class AdapterStore:
             rank=rank,
             size_bytes=total,
             created=int((folder / "adapter_model.safetensors").stat().st_mtime),
-            system_prompt=manifest.get("system_prompt"),
-            labels=labels,
-            schema_name=(manifest.get("schema") or {}).get("name"),
-            answer=read_answer(manifest, labels, where),
-            temperature=read_temperature(manifest, where),
-            escalation=read_escalation(manifest, labels, where),
+            **classify_fields(manifest, where),
         )
 
     def _check_config(self, config: dict[str, Any], where: str) -> int:
@@ -262,8 +256,6 @@ def merged_profile(model_dir: Path) -> AdapterVersion | None:
     )
     if not isinstance(block, dict) or not block.get("labels"):
         return None
-    where = f"merged model {model_dir.name}"
-    labels = tuple(block["labels"])
     adapter = provenance.get("adapter") or {}
     return AdapterVersion(
         name=str(adapter.get("name", model_dir.name)),
@@ -272,10 +264,18 @@ def merged_profile(model_dir: Path) -> AdapterVersion | None:
         rank=0,
         size_bytes=0,
         created=int(path.stat().st_mtime),
-        system_prompt=block.get("system_prompt"),
-        labels=labels,
-        schema_name=(block.get("schema") or {}).get("name"),
-        answer=read_answer(block, labels, where),
-        temperature=read_temperature(block, where),
-        escalation=read_escalation(block, labels, where),
+        **classify_fields(block, f"merged model {model_dir.name}"),
     )
+
+
+def classify_fields(manifest: dict[str, Any], where: str) -> dict[str, Any]:
+    """How an adapter classifies, read from its manifest (or a merged model's copy of it)."""
+    labels = tuple(manifest["labels"]) if manifest.get("labels") else None
+    return {
+        "system_prompt": manifest.get("system_prompt"),
+        "labels": labels,
+        "schema_name": (manifest.get("schema") or {}).get("name"),
+        "answer": read_answer(manifest, labels, where),
+        "temperature": read_temperature(manifest, where),
+        "escalation": read_escalation(manifest, labels, where),
+    }
