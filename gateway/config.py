@@ -137,6 +137,13 @@ class Settings(BaseSettings):
         description="VLLM_CPU_OMP_THREADS_BIND: auto (all cores on <= 4 CPUs, else vLLM's), "
         "vllm (vLLM's own), all, nobind, or a CPU list like 0-7.",
     )
+    grouped_lora: bool | None = Field(
+        default=None,
+        description="Grouped CPU LoRA path: one matrix product per adapter in a batch instead "
+        "of vLLM's per-token copies of the adapter weights (a vLLM plugin in the engine "
+        "process, set when the engine starts). Unset (None) = on for CPU builds, off "
+        "elsewhere; false = vLLM's own path.",
+    )
 
     # LoRA adapters: the store, the registry state, and what to register at start-up
     adapter_store: Path = Field(

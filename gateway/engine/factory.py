@@ -7,6 +7,7 @@ each runs the engine the settings describe, with the same base model.
 from __future__ import annotations
 
 from gateway.config import Settings
+from gateway.engine.cpu_runtime import is_cpu_build
 from gateway.engine.types import EngineClient
 from gateway.engine.vllm_engine import EngineOptions, VllmEngine
 from gateway.models import ModelInfo, resolve_model
@@ -34,5 +35,6 @@ def engine_options(settings: Settings) -> tuple[EngineOptions, ModelInfo]:
         disable_any_whitespace=settings.disable_any_whitespace,
         enforce_eager=settings.enforce_eager,
         seed=settings.seed,
+        grouped_lora=is_cpu_build() if settings.grouped_lora is None else settings.grouped_lora,
     )
     return options, info

@@ -23,6 +23,7 @@ from gateway.engine.failures import (
     engine_failure,
     generation_failure,
 )
+from gateway.engine.grouped_lora import plugin as grouped_lora
 from gateway.engine.quantization import QuantizationRefused, checked_summary
 from gateway.engine.types import (
     EngineStats,
@@ -59,6 +60,7 @@ class EngineOptions:
     disable_any_whitespace: bool
     enforce_eager: bool
     seed: int
+    grouped_lora: bool  # the grouped CPU LoRA path (``grouped_lora.plugin``)
 
 
 def engine_args(opts: EngineOptions) -> Any:
@@ -94,6 +96,8 @@ def build_llm(opts: EngineOptions, stat_loggers: list[Any] | None = None) -> Any
     benchmark's bare side uses it too, so both sides run one engine build."""
     from vllm.v1.engine.async_llm import AsyncLLM
 
+    # Before the engine arguments: building them loads vLLM's plugins in this process.
+    grouped_lora.announce(opts.grouped_lora)
     return AsyncLLM.from_engine_args(engine_args(opts), stat_loggers=stat_loggers)
 
 

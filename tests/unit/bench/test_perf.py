@@ -194,7 +194,7 @@ def test_vllm_serve_gets_the_gateways_engine_arguments() -> None:
         model_path="/m", quantization="int8_per_channel_weight_only", dtype="bfloat16",
         max_model_len=2048, gpu_memory_utilization=0.3, max_num_seqs=32, max_loras=8,
         max_cpu_loras=16, max_lora_rank=16, structured_backend="xgrammar",
-        disable_any_whitespace=True, enforce_eager=False, seed=0,
+        disable_any_whitespace=True, enforce_eager=False, seed=0, grouped_lora=True,
     )  # fmt: skip
     argv = vllm_serve_argv(options, {"t0": "/s/t0/v1", "t1": "/s/t1/v1"}, 8123)
     assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]

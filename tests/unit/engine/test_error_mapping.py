@@ -149,7 +149,7 @@ def started_engine(exc: Exception) -> tuple[VllmEngine, FailingLLM]:
         model_path="/nonexistent", quantization=None, dtype="bfloat16", max_model_len=1024,
         gpu_memory_utilization=0.9, max_num_seqs=4, max_loras=1, max_cpu_loras=2,
         max_lora_rank=16, structured_backend="xgrammar", disable_any_whitespace=False,
-        enforce_eager=True, seed=0,
+        enforce_eager=True, seed=0, grouped_lora=False,
     )  # fmt: skip
     engine, llm = VllmEngine(options), FailingLLM(exc)
     engine._llm, engine._ready = llm, True

@@ -1,0 +1,46 @@
+"""The vLLM general plugin that installs the grouped ops in vLLM's CPU LoRA wrapper.
+
+vLLM calls ``register`` (entry point ``vllm.general_plugins`` in pyproject.toml) in
+every process it starts, before any model runs. The gateway decides on or off before it
+builds the engine (``announce``), through an environment variable the engine's processes
+inherit; a process decides once, so turning it off means starting a new engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "GATEWAY_GROUPED_LORA"  # also the env name of the ``grouped_lora`` setting
+# The ops ``punica_cpu`` imported by name from vLLM's torch ops: patched where it looks them up.
+PATCHED = (
+    "bgmv_shrink", "bgmv_expand", "bgmv_expand_slice",
+    "sgmv_shrink", "sgmv_expand", "sgmv_expand_slice",
+)  # fmt: skip
+
+
+def announce(enabled: bool) -> None:
+    """Tell the engine processes started after this call whether to use the grouped ops."""
+    os.environ[ENV_VAR] = "1" if enabled else "0"
+    log.info("grouped CPU LoRA path: %s (setting grouped_lora)", "on" if enabled else "off")
+
+
+def register() -> None:
+    """Install the grouped ops if ``GATEWAY_GROUPED_LORA`` is "1" and vLLM runs on CPU."""
+    if os.environ.get(ENV_VAR) != "1":
+        return
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    from vllm.lora.punica_wrapper import punica_cpu
+
+    from gateway.engine.grouped_lora import ops
+
+    if punica_cpu.sgmv_shrink is ops.sgmv_shrink:
+        return
+    for name in PATCHED:
+        setattr(punica_cpu, name, getattr(ops, name))
+    log.info("grouped CPU LoRA path installed in vLLM's punica_cpu (pid %d)", os.getpid())

@@ -1,0 +1,251 @@
+"""The grouped CPU LoRA ops give vLLM's results, and the plugin installs them only on request.
+
+Reference: vLLM's own torch ops (``vllm.lora.ops.torch_ops``), the ones its CPU punica
+wrapper calls. Tolerance: fp32 outputs rtol = atol = 1e-5 (the two sum in different
+orders); bf16 outputs one bf16 rounding step (2^-8) of the largest reference value.
+Weights keep the last slot empty, as in a vLLM batch with a free slot: vLLM's ops read
+slot -1 for a base-model token (see ``test_a_base_model_token_gets_no_lora_term``).
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+
+import pytest
+import torch
+from vllm.lora.layers import LoRAMapping
+from vllm.lora.ops import torch_ops as reference
+from vllm.lora.punica_wrapper import punica_cpu
+from vllm.lora.punica_wrapper.utils import compute_meta
+from vllm.platforms import current_platform
+
+from gateway.config import Settings
+from gateway.engine.grouped_lora import ops, plugin
+
+SLOTS, RANK, HIDDEN = 4, 8, 48
+# Token -> adapter slot, -1 = base model. Prefill: runs per request (one adapter twice);
+# decode: one token per request, adapters interleaved.
+PATTERNS = {
+    "prefill": [0] * 7 + [-1] * 5 + [1] * 9 + [0] * 3 + [2] * 4,
+    "decode": [0, 2, -1, 1, 0, 0, 2, -1, 1, 2, -1],
+    "one-adapter": [1] * 6,
+    "base-only": [-1] * 5,
+}
+DTYPES = (torch.bfloat16, torch.float32)
+
+
+def weights(out: int, inp: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """Stacked like vLLM's LoRA layers: (slots, 1, out, in), last slot free."""
+    stacked = torch.randn(SLOTS, 1, out, inp, generator=torch.Generator().manual_seed(seed))
+    stacked[-1] = 0
+    return (stacked * 0.2).to(dtype)
+
+
+def randn(*shape: int, dtype: torch.dtype = torch.float32, seed: int = 1) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+
+
+def assert_same(got: torch.Tensor, want: torch.Tensor) -> None:
+    assert got.dtype == want.dtype
+    if want.dtype == torch.bfloat16:
+        atol = 2**-8 * want.abs().max().item()
+        torch.testing.assert_close(got, want, rtol=2**-8, atol=atol)
+    else:
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def sgmv_meta(
+    indices: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int, int]:
+    """The runs vLLM's CPU wrapper hands to the sgmv ops (``prefill_metadata``)."""
+    return compute_meta(indices)[:6]
+
+
+def run_both(
+    op: str,
+    sgmv: bool,
+    indices: torch.Tensor,
+    inputs: torch.Tensor,
+    stacked: torch.Tensor,
+    output: torch.Tensor,
+    *rest: object,
+) -> list[torch.Tensor]:
+    """Runs vLLM's op and ours, each on its own copy of ``output``; returns both copies."""
+    index_args = sgmv_meta(indices) if sgmv else (indices,)
+    copies = []
+    for module in (reference, ops):
+        copy = output.clone()
+        getattr(module, f"{'sgmv' if sgmv else 'bgmv'}_{op}")(
+            inputs, stacked, copy, *index_args, *rest
+        )
+        copies.append(copy)
+    return copies
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("sgmv", [True, False], ids=["sgmv", "bgmv"])
+@pytest.mark.parametrize(
+    ("dtype", "out_dtype"),
+    [(torch.bfloat16, torch.float32), (torch.float32, torch.float32), (torch.bfloat16,) * 2],
+)
+def test_shrink_matches_vllm(
+    pattern: str, sgmv: bool, dtype: torch.dtype, out_dtype: torch.dtype
+) -> None:
+    indices = torch.tensor(PATTERNS[pattern])
+    x = randn(len(indices), HIDDEN, dtype=dtype)
+    stale = torch.full((len(indices), RANK), 7.0, dtype=out_dtype)  # shrink overwrites
+    got_vllm, got = run_both(
+        "shrink", sgmv, indices, x, weights(RANK, HIDDEN, dtype, 2), stale, 0.5
+    )
+    assert_same(got, got_vllm)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("sgmv", [True, False], ids=["sgmv", "bgmv"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("add_inputs", [True, False])
+def test_expand_matches_vllm(
+    pattern: str, sgmv: bool, dtype: torch.dtype, add_inputs: bool
+) -> None:
+    indices = torch.tensor(PATTERNS[pattern])
+    buffer = randn(len(indices), RANK)  # vLLM's shrink buffer is fp32
+    y = randn(len(indices), 40, dtype=dtype, seed=3)
+    w = weights(40, RANK, dtype, 4)
+    got_vllm, got = run_both("expand", sgmv, indices, buffer, w, y, add_inputs)
+    assert_same(got, got_vllm)
+
+
+@pytest.mark.parametrize("pattern", ["prefill", "decode"])
+@pytest.mark.parametrize("sgmv", [True, False], ids=["sgmv", "bgmv"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("add_inputs", [True, False])
+def test_expand_slice_matches_vllm_at_each_offset(
+    pattern: str, sgmv: bool, dtype: torch.dtype, add_inputs: bool
+) -> None:
+    indices = torch.tensor(PATTERNS[pattern])
+    y = randn(len(indices), 16 + 24 + 8, dtype=dtype, seed=5)  # q, k, v-like slices
+    for offset, size in ((0, 16), (16, 24), (40, 8)):
+        buffer = randn(len(indices), RANK, seed=offset)
+        w = weights(size, RANK, dtype, offset)
+        got_vllm, got = run_both(
+            "expand_slice", sgmv, indices, buffer, w, y, offset, size, add_inputs
+        )
+        assert_same(got, got_vllm)
+        y = got_vllm
+
+
+def test_expand_writes_only_the_columns_the_output_has() -> None:
+    indices = torch.tensor(PATTERNS["decode"])
+    buffer, y = randn(len(indices), RANK), randn(len(indices), 30, seed=6)
+    got_vllm, got = run_both(
+        "expand", False, indices, buffer, weights(32, RANK, torch.float32, 7), y, True
+    )
+    assert_same(got, got_vllm)
+
+
+def test_a_lone_token_is_broadcast_to_every_row_as_vllm_does() -> None:
+    buffer, y = randn(1, RANK), randn(3, 40, seed=8)
+    got_vllm, got = run_both(
+        "expand", False, torch.tensor([2]), buffer, weights(40, RANK, torch.float32, 9), y, True
+    )
+    assert_same(got, got_vllm)
+
+
+def test_a_base_model_token_gets_no_lora_term() -> None:
+    """Even when every slot holds an adapter (vLLM's torch ops then apply the last one)."""
+    indices = torch.tensor([3, -1, 0, -1])
+    a = weights(RANK, HIDDEN, torch.float32, 10)
+    a[-1] = 1.0
+    shrunk = torch.full((4, RANK), 7.0)
+    ops.bgmv_shrink(randn(4, HIDDEN), a, shrunk, indices, 1.0)
+    assert shrunk[[1, 3]].eq(0).all() and shrunk[[0, 2]].ne(0).all()
+    y = randn(4, 40, seed=11)
+    added = y.clone()
+    ops.bgmv_expand(shrunk, weights(40, RANK, torch.float32, 12), added, indices, True)
+    assert torch.equal(added[[1, 3]], y[[1, 3]])
+
+
+def test_runs_are_grouped_into_one_product_per_adapter() -> None:
+    groups = ops.run_groups((0, -1, 1, 0), (3, 2, 4, 2))
+    assert [adapter for adapter, _ in groups] == [0, -1, 1]
+    assert groups[0][1].tolist() == [0, 1, 2, 9, 10]  # one product over both runs of 0
+    assert groups[2][1] == slice(5, 9)  # one run: a view, no gather
+
+
+@pytest.mark.parametrize("is_prefill", [True, False], ids=["sgmv", "bgmv"])
+def test_vllms_cpu_wrapper_gives_the_same_lora_output_with_the_grouped_ops(
+    is_prefill: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ``PunicaWrapperCPU.add_lora_linear`` as a layer calls it (three slices)."""
+    lora_ids = [11, 12, 13, None]  # slot -> adapter id; id 0 = base model
+    token_ids = [11] * 4 + [0] * 3 + [13] * 2 + [12, 0, 11]
+    wrapper = punica_cpu.PunicaWrapperCPU(64, 8, device="cpu")
+    mapping = LoRAMapping(tuple(token_ids), tuple(token_ids), is_prefill=is_prefill)
+    wrapper.update_metadata(mapping, lora_ids, SLOTS, 100)
+    slices = (16, 8, 8)
+    a = tuple(weights(RANK, HIDDEN, torch.bfloat16, 20 + i) for i in range(3))
+    b = tuple(weights(size, RANK, torch.bfloat16, 30 + i) for i, size in enumerate(slices))
+    x = randn(len(token_ids), HIDDEN, dtype=torch.bfloat16, seed=13)
+    outputs = []
+    for patch in (False, True):
+        if patch:
+            for name in plugin.PATCHED:
+                monkeypatch.setattr(punica_cpu, name, getattr(ops, name))
+        y = torch.zeros(len(token_ids), sum(slices), dtype=torch.bfloat16)
+        wrapper.add_lora_linear(y, x, a, b, 1.0, slices)
+        outputs.append(y)
+    assert_same(outputs[1], outputs[0])
+    assert outputs[1][4:7].eq(0).all() and outputs[1][:4].ne(0).any()
+
+
+@pytest.fixture
+def vllm_ops(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """vLLM's ops in ``punica_cpu``, put back after the test whatever it patched."""
+    originals = {name: getattr(punica_cpu, name) for name in plugin.PATCHED}
+    for name, op in originals.items():
+        monkeypatch.setattr(punica_cpu, name, op)
+    return originals
+
+
+@pytest.mark.parametrize("value", [None, "0", "true"])
+def test_the_plugin_patches_nothing_unless_asked_with_1(
+    value: str | None, vllm_ops: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if value is None:
+        monkeypatch.delenv(plugin.ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(plugin.ENV_VAR, value)
+    plugin.register()
+    assert {name: getattr(punica_cpu, name) for name in plugin.PATCHED} == vllm_ops
+
+
+def test_the_plugin_patches_every_op_once(
+    vllm_ops: dict[str, object], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(plugin.ENV_VAR, "1")
+    with caplog.at_level(logging.INFO, logger=plugin.__name__):
+        plugin.register()
+        plugin.register()
+    assert all(getattr(punica_cpu, name) is getattr(ops, name) for name in plugin.PATCHED)
+    assert len([r for r in caplog.records if "installed" in r.getMessage()]) == 1
+
+
+def test_the_plugin_leaves_other_platforms_alone(
+    vllm_ops: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(plugin.ENV_VAR, "1")
+    monkeypatch.setattr(current_platform, "is_cpu", lambda: False)
+    plugin.register()
+    assert {name: getattr(punica_cpu, name) for name in plugin.PATCHED} == vllm_ops
+
+
+def test_vllm_finds_the_plugin_and_the_setting_shares_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If the entry point is missing, reinstall: ``pip install --no-deps -e .``."""
+    found = {e.name: e.value for e in entry_points(group="vllm.general_plugins")}
+    assert found.get("gateway_grouped_lora") == "gateway.engine.grouped_lora.plugin:register"
+    monkeypatch.setenv(plugin.ENV_VAR, "1")  # restored afterwards
+    plugin.announce(False)
+    assert Settings().grouped_lora is False
