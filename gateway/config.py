@@ -237,6 +237,32 @@ class Settings(BaseSettings):
         default=96, ge=16, description="Output token budget of a /v1/classify answer."
     )
 
+    # Deadlines and sharing the engine between tenants
+    request_timeout_s: float = Field(
+        default=120,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="Seconds a chat or classify request may take, waiting for an engine slot "
+        "and generating together; then its engine work is aborted and it gets 504 "
+        "deadline_exceeded (a stream ends with that error event). A request may ask for "
+        "less with the X-Request-Timeout header.",
+    )
+    fair_share: bool = Field(
+        default=True,
+        description="Requests waiting for an engine slot (past max_num_seqs) are admitted in "
+        "weighted fair order, each tenant in proportion to its weight; false = first come, "
+        "first served.",
+    )
+    schema_compile_budget_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Inline schemas new to this server that one tenant may send per minute "
+        "(each costs a grammar compile in the shared engine; a schema seen before is free); "
+        "past it 429 schema_budget_exceeded with Retry-After. A tenant's own "
+        "schema_compile_budget_per_minute overrides it.",
+    )
+
     # Tenancy and keys
     auth_mode: Literal["tenants", "none"] = Field(
         default="none",

@@ -25,6 +25,7 @@ SECTIONS = {
     "adapter_store": "LoRA adapters",
     "structured_backend": "Structured outputs",
     "default_max_tokens": "Generation limits",
+    "request_timeout_s": "Deadlines and sharing the engine",
     "auth_mode": "Tenancy and keys",
     "intent_labels": "Classification on the base model",
 }

@@ -179,6 +179,22 @@ class Overloaded(GatewayError):
         self.retry_after = retry_after
 
 
+class SchemaBudgetExceeded(RateLimited):
+    """Over the tenant's budget of new schemas per minute: each new schema costs a grammar
+    compile in the engine, shared work that one tenant must not spend for everyone."""
+
+    code = "schema_budget_exceeded"
+
+
+class DeadlineExceeded(GatewayError):
+    """The request ran past its deadline (queueing and engine work); the engine work was
+    stopped, so nothing still runs for it."""
+
+    status_code = 504
+    code = "deadline_exceeded"
+    retryable = True
+
+
 class ClientDisconnected(GatewayError):
     """The client left before the answer; nobody reads this, it ends the handler."""
 

@@ -7,11 +7,12 @@ against the real vLLM engine in ``tests/integration``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import string
 import threading
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,12 @@ class FakeEngine:
     fail_with: Exception | None = None  # raised on admission, as vLLM does
     on_stats: Callable[[EngineStats], None] | None = None
     hold: threading.Event | None = None  # generation waits until the test sets it
+    # Generation stalls before this piece (0: before the first) until it is cancelled, as a
+    # request stuck in the engine would; HOLD_LIMIT_S ends a stall that nothing cancels.
+    stall_at: int | None = None
+    gate: asyncio.Semaphore | None = None  # each generation takes a permit before it starts
+    running: set[str] = field(default_factory=set)  # request ids generating now
+    aborted: list[str] = field(default_factory=list)  # closed or cancelled before they finished
     quantization: dict[str, Any] | None = None
     # Each generate() asking for ``logprob_token_ids`` pops the next list (one value per
     # requested id, in order); when none is left, ``default_logprob`` answers.
@@ -108,16 +115,33 @@ class FakeEngine:
         self.loras = [x for x in self.loras if x.lora_id != lora_id]
         return len(self.loras) < before
 
-    async def generate(self, params: GenerationParams) -> AsyncIterator[GenerationChunk]:
+    async def generate(self, params: GenerationParams) -> AsyncGenerator[GenerationChunk, None]:
+        """Like vLLM's: cancelling or closing it mid-way aborts the request (``aborted``)."""
         self.calls.append(params)
         if self.fail_with is not None:
             raise self.fail_with
+        self.running.add(params.request_id)
+        try:
+            async with contextlib.aclosing(self._pieces(params)) as pieces:
+                async for chunk in pieces:
+                    yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            self.aborted.append(params.request_id)
+            raise
+        finally:
+            self.running.discard(params.request_id)
+
+    async def _pieces(self, params: GenerationParams) -> AsyncGenerator[GenerationChunk, None]:
         if self.hold is not None:  # a request in flight for as long as the test needs
             await asyncio.to_thread(self.hold.wait, HOLD_LIMIT_S)
+        if self.gate is not None:
+            await self.gate.acquire()
         out = self.outputs.pop(0) if len(self.outputs) > 1 else self.outputs[0]
         pieces = [out.text[i : i + PIECE] for i in range(0, len(out.text), PIECE)] or [""]
         requested = self._requested(params)
         for i, piece in enumerate(pieces):
+            if i == self.stall_at:
+                await asyncio.sleep(HOLD_LIMIT_S)
             last = i == len(pieces) - 1
             yield GenerationChunk(
                 text=piece,

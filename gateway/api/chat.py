@@ -7,7 +7,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from gateway.api.deps import KeyFirstRoute, ServicesDep, TenantDep
+from gateway.api.deps import KeyFirstRoute, ServicesDep, TenantDep, TimeoutDep
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.protocol import (
     ChatCompletion,
@@ -22,7 +22,7 @@ from gateway.api.streaming import sse_response
 from gateway.service.types import ChatTask
 
 router = APIRouter(tags=["openai"], route_class=KeyFirstRoute)
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503, 504)}
 
 
 def adapter_headers(name: str | None, version: str | None, services: ServicesDep) -> dict:
@@ -33,7 +33,7 @@ def adapter_headers(name: str | None, version: str | None, services: ServicesDep
     return headers
 
 
-def to_task(body: ChatCompletionRequest) -> ChatTask:
+def to_task(body: ChatCompletionRequest, timeout_s: float | None) -> ChatTask:
     messages = [
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in body.messages
@@ -47,15 +47,20 @@ def to_task(body: ChatCompletionRequest) -> ChatTask:
         top_p=body.top_p,
         seed=body.seed,
         stop=body.stop_tuple(),
+        timeout_s=timeout_s,
     )
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=ERRORS)
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, services: ServicesDep, tenant: TenantDep
+    body: ChatCompletionRequest,
+    request: Request,
+    services: ServicesDep,
+    tenant: TenantDep,
+    timeout: TimeoutDep,
 ) -> Response:
     with refusals_recorded(request):
-        prepared = services.chat.prepare(to_task(body), tenant)
+        prepared = services.chat.prepare(to_task(body, timeout), tenant)
     headers = adapter_headers(prepared.adapter_name, prepared.adapter_version, services)
     if prepared.constraint is not None and prepared.constraint.name:
         # Names are checked plain ASCII; percent-encoding keeps any other value (never

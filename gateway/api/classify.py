@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gateway.api.chat import adapter_headers
-from gateway.api.deps import KeyFirstRoute, ServicesDep, TenantDep
+from gateway.api.deps import KeyFirstRoute, ServicesDep, TenantDep, TimeoutDep
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.protocol import (
     ClassifyRequest,
@@ -20,15 +20,19 @@ from gateway.api.refusals import refusals_recorded
 from gateway.service.classify import Classification
 
 router = APIRouter(tags=["classify"], route_class=KeyFirstRoute)
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 502, 503, 504)}
 
 
 @router.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS)
 async def classify(
-    body: ClassifyRequest, request: Request, services: ServicesDep, tenant: TenantDep
+    body: ClassifyRequest,
+    request: Request,
+    services: ServicesDep,
+    tenant: TenantDep,
+    timeout: TimeoutDep,
 ) -> JSONResponse:
     with refusals_recorded(request):
-        prepared = services.classify.prepare(body.text, body.adapter, tenant, body.top_k)
+        prepared = services.classify.prepare(body.text, body.adapter, tenant, body.top_k, timeout)
     found = await cancel_on_disconnect(request, services.classify.run(prepared))
     adapter = found.adapter or services.settings.served_model_name
     response = ClassifyResponse(

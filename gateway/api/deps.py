@@ -3,19 +3,23 @@ the key before the body is read."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Header, Request, Response
 from fastapi.routing import APIRoute
 
 from gateway import errors
 from gateway.api.refusals import refusals_recorded, refused
+from gateway.common.names import excerpt
 from gateway.service import Services
 from gateway.tenancy import Tenant
 from gateway.tenancy.keys import key_matches
 
 _UNCHECKED = object()
+TIMEOUT_HEADER = "X-Request-Timeout"
+SECONDS = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")  # plain decimal: no exponent, nan, inf
 
 
 def _services(request: Request) -> Services:
@@ -53,6 +57,36 @@ def _tenant(request: Request, services: ServicesDep) -> Tenant | None:
     return tenant
 
 
+def parse_timeout(value: str) -> float:
+    """Seconds from the ``X-Request-Timeout`` header; a value the gateway would have to
+    guess at (empty, negative, zero, an exponent, ``inf``) is refused, not ignored."""
+    text = value.strip()
+    if SECONDS.fullmatch(text) is None or float(text) == 0:
+        raise errors.InvalidRequest(
+            f"{TIMEOUT_HEADER} must be a number of seconds above 0, such as 2.5; got "
+            f"{excerpt(value, 20)}",
+            param=TIMEOUT_HEADER,
+        )
+    return float(text)
+
+
+def _timeout(
+    request: Request,
+    x_request_timeout: Annotated[
+        str | None,
+        Header(
+            description="Seconds this request may take, waiting and generating together; "
+            "more than the server's request_timeout_s counts as that. Past it: 504 "
+            "deadline_exceeded, and the engine work is stopped."
+        ),
+    ] = None,
+) -> float | None:
+    if x_request_timeout is None:
+        return None
+    with refusals_recorded(request):
+        return parse_timeout(x_request_timeout)
+
+
 def _admin(request: Request, services: ServicesDep) -> None:
     if services.admin_key_hash is None:
         raise errors.Unauthorized("the admin API is disabled; set GATEWAY_ADMIN_KEY to enable it")
@@ -80,5 +114,6 @@ def _checked_first(check: Callable[[Request, Services], object]) -> type[APIRout
 
 
 TenantDep = Annotated[Tenant | None, Depends(_tenant)]
+TimeoutDep = Annotated[float | None, Depends(_timeout)]  # the client's deadline, in seconds
 KeyFirstRoute = _checked_first(_tenant)  # /v1 routes: the tenant's key
 AdminKeyFirstRoute = _checked_first(_admin)  # /admin routes: the admin key

@@ -3,7 +3,7 @@ service (and its unit tests) can depend on these without loading the engine."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,7 +89,9 @@ class EngineClient(Protocol):
 
     def decision_tokens(self, labels: tuple[str, ...]) -> tuple[DecisionToken, ...]: ...
 
-    def generate(self, params: GenerationParams) -> AsyncIterator[GenerationChunk]: ...
+    def generate(self, params: GenerationParams) -> AsyncGenerator[GenerationChunk, None]:
+        """Closing or cancelling the generator aborts the request in the engine."""
+        ...
 
     async def add_lora(self, lora: LoraRef) -> None: ...
 

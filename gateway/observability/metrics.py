@@ -115,6 +115,21 @@ class GatewayMetrics:
             "gateway_rate_limited", "Requests refused by a tenant limit.",
             ("tenant", "reason"), registry=r,
         )  # fmt: skip
+        self.deadline_exceeded = Counter(
+            "gateway_deadline_exceeded", "Requests stopped at their deadline (504).",
+            ("tenant", "adapter"), registry=r,
+        )  # fmt: skip
+        self.slot_wait_seconds = Histogram(
+            "gateway_slot_wait_seconds",
+            "Time an admitted request waited in the gateway for an engine slot (fair order).",
+            ("tenant",), buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.new_schema_first_token_seconds = Histogram(
+            "gateway_new_schema_first_token_seconds",
+            "From engine slot to first token for requests whose schema was new to this "
+            "server: the engine's grammar compile plus prefill, an upper bound on the compile.",
+            ("tenant",), buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.requests_running = Gauge(
             "gateway_requests_running", "Requests admitted and not finished.", ("tenant",),
             registry=r,

@@ -1,8 +1,10 @@
 """Admission: what happens between a checked request and the engine, and after it.
 
-A request is charged to its tenant's limits, pinned to the adapter version current at
-that moment (a lease the registry honours across promotions and evictions), and measured;
-all three are undone or recorded exactly once when it ends, however it ends.
+A request is charged to its tenant's limits (its schema, if new, to the tenant's
+compile budget), waits for an engine slot in fair order, is pinned to the adapter
+version current at that moment (a lease the registry honours across promotions and
+evictions), and measured; all of it is undone or recorded exactly once when it ends,
+however it ends. Its deadline starts here and bounds the wait and the engine work.
 
 The outcome of every request that reaches admission is recorded here and nowhere else,
 whether it is turned away at the door or ends inside. What is refused earlier (a bad
@@ -22,11 +24,13 @@ from gateway import errors
 from gateway.engine.types import GenerationParams
 from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
+from gateway.service.deadline import Deadline
+from gateway.service.fair_queue import FairQueue
 from gateway.service.recording import RequestRecorder
 from gateway.service.schema_names import INLINE
 from gateway.service.types import PreparedChat
 from gateway.service.validation import Constraint
-from gateway.tenancy import Limiter
+from gateway.tenancy import Limiter, SchemaBudget, Tenant
 
 RECENT_REQUESTS = 10_000  # engine stats name requests by id after they finish
 
@@ -44,6 +48,7 @@ def schema_label(constraint: Constraint | None) -> str | None:
 class Admission:
     params: GenerationParams  # with the pinned adapter version
     recorder: RequestRecorder
+    deadline: Deadline  # bounds every wait on the engine
     num_tokens: int | None = None  # used tokens, refunded against the reservation
 
 
@@ -53,25 +58,34 @@ class AdmissionControl:
         limiter: Limiter,
         adapters: AdapterRegistry,
         metrics: GatewayMetrics,
+        slots: FairQueue,
+        schema_budget: SchemaBudget,
+        request_timeout_s: float,
         capacity: int | None = None,
     ):
         self.limiter = limiter
         self.adapters = adapters
         self.metrics = metrics
-        # Requests admitted at once, gateway-wide (engine batch + queue). Past it, new
-        # requests are refused at once: a queue without bound only turns overload into
-        # timeouts for everyone and memory growth.
+        self.slots = slots
+        self.schema_budget = schema_budget
+        self.request_timeout_s = request_timeout_s  # the longest deadline a request gets
+        # Requests admitted at once, gateway-wide (engine slots + those waiting for one).
+        # Past it, new requests are refused at once: a queue without bound only turns
+        # overload into timeouts for everyone and memory growth.
         self.capacity = capacity
         self.in_flight = 0
         self.recent_labels: OrderedDict[str, dict[str, str]] = OrderedDict()  # for queue time
 
     @asynccontextmanager
     async def admitted(self, prepared: PreparedChat) -> AsyncIterator[Admission]:
-        """Charge the tenant's limits and pin the adapter version for one request.
+        """Charge the tenant's limits, wait for an engine slot and pin the adapter version
+        for one request, under its deadline (``timeout_s``, at most the server's).
 
-        Both are released when the request ends, however it ends; unused tokens of the
+        All are released when the request ends, however it ends; unused tokens of the
         reservation (prompt + max_tokens) go back to the tenant's token budget.
         """
+        asked, longest = prepared.timeout_s, self.request_timeout_s
+        deadline = Deadline.after(longest if asked is None else min(asked, longest))
         params, tenant = prepared.params, prepared.tenant
         labels = self.metrics.request_labels(
             tenant.name if tenant else None,
@@ -89,26 +103,38 @@ class AdmissionControl:
                 f"the gateway is at capacity ({self.capacity} requests in flight); retry shortly"
             )
         reserve = len(params.prompt_token_ids) + params.max_tokens
+        schema = prepared.constraint.schema if prepared.constraint else None
+        is_new_schema = schema is not None and self.schema_budget.is_new(schema.digest)
+        payer = tenant if schema is not None and schema.inline else None  # the client's own
         try:
+            if payer is not None and schema is not None:
+                self.schema_budget.check(payer, schema.digest)
             lease = self.limiter.admit(tenant, reserve) if tenant else None
         except errors.RateLimited as exc:
-            recorder.rejected(exc.reason)
+            recorder.rejected(exc.reason, code=exc.code)
             raise
-        admission = Admission(params, recorder)
+        if schema is not None:  # every limit said yes: charge the compile
+            self.schema_budget.see(schema.digest, payer.name if payer else None)
+        admission = Admission(params, recorder, deadline)
         running = self.metrics.requests_running.labels(tenant=labels["tenant"])
         running.inc()
         self.in_flight += 1
         code: str | None = "internal_error"
         try:
-            if prepared.adapter is None:
-                yield admission
-            else:
-                async with self.adapters.lease(prepared.adapter) as lora:
-                    admission.params = replace(params, lora=lora)
+            async with self._slot(tenant, deadline):
+                recorder.slot_taken(is_new_schema)
+                if prepared.adapter is None:
                     yield admission
+                else:
+                    async with self.adapters.lease(prepared.adapter) as lora:
+                        admission.params = replace(params, lora=lora)
+                        yield admission
             code = None
         except errors.GatewayError as exc:
             code = exc.code
+            if isinstance(exc, errors.DeadlineExceeded):
+                short = {k: labels[k] for k in ("tenant", "adapter")}
+                self.metrics.deadline_exceeded.labels(**short).inc()
             raise
         except (asyncio.CancelledError, GeneratorExit):
             code = "cancelled"
@@ -119,3 +145,13 @@ class AdmissionControl:
             recorder.finish(code)
             if lease is not None:
                 lease.release(admission.num_tokens)
+
+    @asynccontextmanager
+    async def _slot(self, tenant: Tenant | None, deadline: Deadline) -> AsyncIterator[None]:
+        """One of the engine's slots, waited for in fair order until the deadline."""
+        name, weight = (tenant.name, tenant.weight) if tenant else ("open", 1.0)
+        await deadline.bound(self.slots.acquire(name, weight))
+        try:
+            yield
+        finally:
+            self.slots.release()

@@ -20,11 +20,11 @@ from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
 from gateway.registry.store import AdapterVersion
 from gateway.service.admission import Admission, AdmissionControl
-from gateway.service.recording import RequestRecorder
+from gateway.service.fair_queue import FairQueue
 from gateway.service.schemas import SchemaRegistry
 from gateway.service.types import ChatResult, ChatTask, PreparedChat, StreamDelta
 from gateway.service.validation import Constraint, check_output
-from gateway.tenancy import Limiter, Tenant
+from gateway.tenancy import Limiter, SchemaBudget, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,12 @@ class ChatService:
         self.schemas = schemas
         self.settings = settings
         self.admission = AdmissionControl(
-            limiter, adapters, metrics, settings.max_num_seqs + settings.max_waiting_requests
-        )
+            limiter, adapters, metrics,
+            FairQueue(settings.max_num_seqs, fair=settings.fair_share),
+            SchemaBudget(settings.schema_compile_budget_per_minute),
+            settings.request_timeout_s,
+            capacity=settings.max_num_seqs + settings.max_waiting_requests,
+        )  # fmt: skip
 
     def resolve_adapter(self, model: str | None, tenant: Tenant | None) -> AdapterVersion | None:
         """Name -> current version, after the tenant's access check.
@@ -148,7 +152,7 @@ class ChatService:
             json_schema=constraint.schema.schema if constraint and constraint.schema else None,
             json_object=bool(constraint and constraint.json_object),
         )
-        return PreparedChat(params, adapter, constraint, tenant, endpoint)
+        return PreparedChat(params, adapter, constraint, tenant, endpoint, task.timeout_s)
 
     async def complete(self, prepared: PreparedChat) -> ChatResult:
         """Generate, validate, and retry structured failures up to ``output_retries``."""
@@ -161,7 +165,7 @@ class ChatService:
         params, recorder = admission.params, admission.recorder
         attempts = 1 + (self.settings.output_retries if prepared.constraint else 0)
         for attempt in range(1, attempts + 1):
-            text, last, logprobs = await self._collect(params, recorder)
+            text, last, logprobs = await self._collect(params, admission)
             try:
                 parsed = check_output(text, last.finish_reason, prepared.constraint)
             except errors.OutputError as exc:
@@ -186,7 +190,7 @@ class ChatService:
         an invalid one ends the stream with the typed error instead of success."""
         text = ""
         async with self.admission.admitted(prepared) as admission:
-            async for chunk in self.engine.generate(admission.params):
+            async for chunk in admission.deadline.chunks(self.engine.generate(admission.params)):
                 text += chunk.text
                 admission.recorder.on_chunk(chunk)
                 admission.num_tokens = chunk.num_prompt_tokens + chunk.num_output_tokens
@@ -199,13 +203,14 @@ class ChatService:
                 yield StreamDelta.of(chunk)
 
     async def _collect(
-        self, params: GenerationParams, recorder: RequestRecorder
+        self, params: GenerationParams, admission: Admission
     ) -> tuple[str, GenerationChunk, list[TokenLogprobs] | None]:
         parts: list[str] = []
         last: GenerationChunk | None = None
         logprobs: list[TokenLogprobs] = []
+        recorder = admission.recorder
         earlier = recorder.num_output_tokens  # tokens of failed attempts still count
-        async for chunk in self.engine.generate(params):
+        async for chunk in admission.deadline.chunks(self.engine.generate(params)):
             parts.append(chunk.text)
             logprobs.extend(chunk.logprobs or ())
             recorder.on_chunk(chunk, earlier)

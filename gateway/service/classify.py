@@ -115,8 +115,10 @@ class ClassifyService:
         adapter_name: str | None,
         tenant: Tenant | None = None,
         top_k: int | None = None,
+        timeout_s: float | None = None,
     ) -> PreparedClassify:
-        """Every check that can refuse the request, done before it is admitted."""
+        """Every check that can refuse the request, done before it is admitted.
+        ``timeout_s``: the client's deadline (admission clamps it to the server's)."""
         if not text.strip():
             raise errors.InvalidRequest("text is empty or only whitespace", param="text")
         adapter = self.chat.resolve_adapter(adapter_name, tenant)
@@ -132,6 +134,7 @@ class ClassifyService:
             task = ChatTask(
                 messages=classify_messages(prompt or default_system_prompt(labels), text),
                 budget=self.max_tokens,
+                timeout_s=timeout_s,
             )
             chat = self.chat.prepare_resolved(
                 task, adapter, Constraint(schema=schema), tenant, endpoint="classify"
@@ -141,6 +144,7 @@ class ClassifyService:
         task = ChatTask(
             messages=classify_messages(prompt or label_system_prompt(labels, tokens), text),
             max_tokens=1,
+            timeout_s=timeout_s,
         )
         chat = self.chat.prepare_resolved(task, adapter, None, tenant, endpoint="classify")
         ids = tuple(token.token_id for token in tokens)

@@ -18,9 +18,17 @@ class RequestRecorder:
         self.metrics = metrics
         self.labels = labels
         self.started = time.perf_counter()
+        self.slot_at: float | None = None  # when it got an engine slot
+        self.is_new_schema = False  # its schema was new to the server: the engine compiles it
         self.first_token_at: float | None = None
         self.num_prompt_tokens = 0
         self.num_output_tokens = 0  # over all attempts
+
+    def slot_taken(self, is_new_schema: bool) -> None:
+        self.slot_at = time.perf_counter()
+        self.is_new_schema = is_new_schema
+        tenant = self.labels["tenant"]
+        self.metrics.slot_wait_seconds.labels(tenant=tenant).observe(self.slot_at - self.started)
 
     def on_chunk(self, chunk: GenerationChunk, previous_output_tokens: int = 0) -> None:
         if self.first_token_at is None and chunk.num_output_tokens > 0:
@@ -48,6 +56,10 @@ class RequestRecorder:
         m.generated_tokens.labels(**short).inc(self.num_output_tokens)
         if self.first_token_at is not None:
             m.ttft_seconds.labels(**labels).observe(self.first_token_at - self.started)
+            if self.is_new_schema and self.slot_at is not None:
+                m.new_schema_first_token_seconds.labels(tenant=labels["tenant"]).observe(
+                    self.first_token_at - self.slot_at
+                )
             if self.num_output_tokens > 1:
                 per_token = (now - self.first_token_at) / (self.num_output_tokens - 1)
                 m.tpot_seconds.labels(**labels).observe(per_token)

@@ -28,6 +28,7 @@ class ChatTask:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     budget: int | None = None  # the server's own default (e.g. classify), clamped to caps
+    timeout_s: float | None = None  # the client's deadline; None or more: the server's
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class PreparedChat:
     constraint: Constraint | None
     tenant: Tenant | None = None  # None: open mode (no keys, no limits)
     endpoint: str = "chat"
+    timeout_s: float | None = None  # the client's deadline; admission clamps it
 
     @property
     def adapter_name(self) -> str | None:

@@ -64,6 +64,10 @@ class TenantSettings(BaseModel):
     requests_per_minute: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     tokens_per_minute: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_concurrency: int | None = Field(default=None, ge=1)
+    # Share of the engine when tenants wait for it: admitted in proportion to weight.
+    weight: float = Field(default=1.0, ge=0.001, le=1000, allow_inf_nan=False)
+    # New (never seen) schemas per minute; None: the server's schema_compile_budget_per_minute.
+    schema_compile_budget_per_minute: int | None = Field(default=None, ge=1)
     # Keyed by adapter name (the base model's served name for the base model) or "*".
     escalation: dict[str, EscalationOverride] = Field(default_factory=dict, max_length=1000)
 

@@ -36,7 +36,9 @@ def test_past_capacity_requests_are_shed_fast_with_retry_after(settings: Setting
         threads = [threading.Thread(target=send) for _ in range(2)]
         for t in threads:
             t.start()
-        wait_for(lambda: len(engine.calls) == 2, lambda: "the two requests were not admitted")
+        admission = client.app.state.services.chat.admission  # one runs, one waits a slot
+        wait_for(lambda a=admission: a.in_flight == 2, lambda: "two requests not admitted")
+        assert len(engine.calls) == 1 and admission.slots.num_waiting == 1
         shed = _chat(client)
         finished_before_shed = list(results)
         engine.hold.set()
