@@ -154,10 +154,37 @@ def test_shared_first_tokens_get_single_token_codes() -> None:
     for token in tokens:
         assert tokenizer(token.text, add_special_tokens=False)["input_ids"] == [token.token_id]
     assert label_system_prompt(labels, tokens).endswith(
-        "Reply with the intent's code.\nAA: billing\nAC: bank\nAD: other"
+        "Reply with the intent's key word.\nAA: billing\nAC: bank\nAD: other"
     )
     with pytest.raises(DecisionTokenError, match="only 3 two-letter codes"):
         decision_tokens(tokenizer, [*labels, "bonus"])
+
+
+def test_shared_first_tokens_get_a_word_of_their_own_name() -> None:
+    tokenizer = char_tokenizer(CHATML, ["<|im_start|>", "<|im_end|>"])
+    tokenizer.add_tokens([" card", " arrival", "linking", " Linking", " pin", " the"])
+    labels = ["card_arrival", "card_linking", "card_the_pn", "card_payment"]
+    tokens = decision_tokens(tokenizer, labels)
+    # the rarer word wins over "card" (in every label), lower case and a space first;
+    # "pn" is too short and "the" is a function word, taken only as a last resort;
+    # card_payment has only " card" (" payment" is not one token) and chooses first
+    assert [(t.label, t.text) for t in tokens] == [
+        ("card_arrival", " arrival"),
+        ("card_linking", "linking"),
+        ("card_the_pn", " the"),
+        ("card_payment", " card"),
+    ]
+    for token in tokens:
+        assert tokenizer(token.text, add_special_tokens=False)["input_ids"] == [token.token_id]
+    assert label_system_prompt(labels, tokens).endswith(
+        "key word.\narrival: card_arrival\nlinking: card_linking\n"
+        "the: card_the_pn\ncard: card_payment"
+    )
+    # one label without a usable word: every label gets a code instead
+    tokenizer.add_tokens(["AA", "AB", "AC", "AD", "AE"])
+    assert [t.text for t in decision_tokens(tokenizer, [*labels, "card_x1"])] == [
+        "AA", "AB", "AC", "AD", "AE"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -193,7 +220,7 @@ def test_the_served_tokenizer_gives_the_designed_tokens() -> None:
     root = Path(__file__).resolve().parents[3]
     banking = json.loads((root / "data/banking77/categories.json").read_text())
     tokens = decision_tokens(tokenizer, banking)
-    assert [t.text for t in tokens[:3]] == ["AA", "AB", "AC"]
+    assert [t.text for t in tokens[:3]] == [" arrival", " linking", " rate"]
     assert len({t.token_id for t in tokens}) == 77
     for token in tokens:
         assert render_answer(tokenizer, token.text)[0] == token.token_id
