@@ -4,6 +4,11 @@ The run ends when the planned epochs are done, when validation NLL has not impro
 ``early_stopping_patience`` epochs, or when the next epoch would not fit in
 ``max_train_minutes`` (a step past the budget also ends the epoch it is in). Whichever
 it is, the LoRA weights of the best validation epoch are what is kept.
+
+The plan is fitted to the budget as the run goes: after ``PACE_STEPS`` steps, and again
+after every epoch, the epochs still planned are cut to those that fit at the pace
+measured, and the learning-rate schedule is shortened with them, so a slow or busy
+machine still ends on a decayed learning rate instead of being cut off mid-schedule.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from typing import Any
 from gateway.training.answers import Answer, Validation
 from gateway.training.batching import batches
 from gateway.training.config import TrainConfig
-from gateway.training.schedule import Plan, lr_factor
+from gateway.training.schedule import Plan, epochs_that_fit, lr_factor
+
+PACE_STEPS = 20  # optimizer steps timed before the plan is first fitted to the budget
 
 
 @dataclass
@@ -26,6 +33,8 @@ class Outcome:
     history: list[dict[str, Any]] = field(default_factory=list)
     best: Validation | None = None
     stopped: str = "completed"  # or "early_stopping", "time_budget"
+    planned_epochs: int = 0
+    fitted_epochs: int = 0  # fewer than planned when the budget could not hold them
     examples: int = 0  # rows through a training step (augmented ones included)
     tokens: int = 0  # their prompt (and answer) tokens, shared prefix counted per row
     seconds: float = 0.0  # the whole loop, validation passes included
@@ -34,6 +43,8 @@ class Outcome:
         return {
             "history": self.history,
             "epochs_run": len(self.history),
+            "planned_epochs": self.planned_epochs,
+            "fitted_epochs": self.fitted_epochs,
             "stopped": self.stopped,
             "best_val_loss": self.best.nll if self.best else None,
             "examples": self.examples,
@@ -53,6 +64,7 @@ def run_epochs(
     plan: Plan,
     pad: int,
     autocast: Callable[[], AbstractContextManager[Any]],
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Outcome:
     """Train ``model`` in place; on return it holds the best epoch's LoRA weights."""
     import torch
@@ -60,8 +72,10 @@ def run_epochs(
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+    epochs = plan.epochs  # cut by ``fit`` when the budget cannot hold them all
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, plan.warmup_steps, plan.total_steps, cfg.lr_schedule)
+        optimizer,
+        lambda s: lr_factor(s, plan.warmup_steps, epochs * plan.steps_per_epoch, cfg.lr_schedule),
     )
 
     def validate() -> Validation | None:
@@ -73,14 +87,29 @@ def run_epochs(
         model.train()
         return result
 
+    def fit(done: int, epoch_seconds: float, since: float) -> None:
+        """Cut the epochs after ``done`` to those that fit in the budget left at ``since``
+        (the end of epoch ``done``)."""
+        nonlocal epochs
+        left = budget - (since - started)
+        fitted = min(epochs, done + epochs_that_fit(left, epoch_seconds))
+        if fitted < epochs:
+            epochs = max(1, fitted)
+            bar.total = epochs * plan.steps_per_epoch
+            pace = f"{epoch_seconds / 60:.1f} min per epoch"
+            bar.write(f"at {pace}, {epochs} of {plan.epochs} epochs fit: schedule shortened")
+
     rng = random.Random(cfg.seed)
-    out, budget = Outcome(), cfg.max_train_minutes * 60
+    out, budget = Outcome(planned_epochs=plan.epochs), cfg.max_train_minutes * 60
     best_state, patience = None, cfg.early_stopping_patience
-    started = time.perf_counter()
+    started = clock()
     model.train()
     bar = tqdm(total=plan.total_steps, desc=f"training {cfg.name}", unit="step")
-    for epoch in range(1, plan.epochs + 1):
-        rows, losses, epoch_started = epoch_rows(epoch), [], time.perf_counter()
+    val_share = len(val_rows) / max(1, plan.steps_per_epoch * plan.batch_size)
+    epoch = 0
+    while epoch < epochs:
+        epoch += 1
+        rows, losses, epoch_started = epoch_rows(epoch), [], clock()
         for n, chunk in enumerate(batches(rows, plan.batch_size, rng), start=1):
             with autocast():
                 loss, num_tokens = answer.loss(model, rows, chunk, pad, cfg.share_prefix)
@@ -92,10 +121,14 @@ def run_epochs(
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad()
-                speed = out.examples / (time.perf_counter() - started)
+                speed = out.examples / (clock() - started)
                 bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", ex_s=f"{speed:.1f}")
                 bar.update()
-            if time.perf_counter() - started > budget:
+                if epoch == 1 and n // cfg.grad_accum == PACE_STEPS:
+                    pace = (clock() - started) / PACE_STEPS
+                    # validation is forward only, about a third of a training step per batch
+                    fit(0, pace * plan.steps_per_epoch * (1 + val_share / 3), started)
+            if clock() - started > budget:
                 out.stopped = "time_budget"
                 break
         val = validate()
@@ -116,19 +149,16 @@ def run_epochs(
             patience -= 1
             if patience <= 0:
                 out.stopped = "early_stopping"
-        now = time.perf_counter()
-        next_epoch_ends = now + (now - epoch_started)  # as long as this one took
-        if (
-            out.stopped == "completed"
-            and epoch < plan.epochs
-            and next_epoch_ends > started + budget
-        ):
-            out.stopped = "time_budget"
+        if out.stopped == "completed" and epoch < epochs:
+            fit(epoch, clock() - epoch_started, clock())  # the next ones take as long as this
+            if epochs_that_fit(budget - (clock() - started), clock() - epoch_started) == 0:
+                out.stopped = "time_budget"
         if out.stopped != "completed":
             bar.write(f"stopped after epoch {epoch}: {out.stopped.replace('_', ' ')}")
             break
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
-    out.seconds = time.perf_counter() - started
+    out.seconds = clock() - started
+    out.fitted_epochs = epochs
     return out

@@ -38,12 +38,32 @@ class Scripted:
         return Validation(next(self.val_losses), [[0.0, 0.0]] * len(rows))
 
 
-def _run(answer: Scripted, epochs: int, **extra: object) -> tuple[Weight, object]:
+class StepClock:
+    """Time that passes only with training steps: ``seconds`` per loss computed."""
+
+    def __init__(self, answer: Scripted, seconds: float) -> None:
+        self.now, self.seconds, loss = 0.0, seconds, answer.loss
+
+        def timed(*args: object):
+            self.now += self.seconds
+            return loss(*args)  # type: ignore[arg-type]
+
+        answer.loss = timed  # type: ignore[method-assign]
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(
+    answer: Scripted, epochs: int, rows: list = ROWS, clock: StepClock | None = None,
+    **extra: object,
+) -> tuple[Weight, object]:  # fmt: skip
     cfg = TrainConfig(name="x", data=Path("rows.csv"), learning_rate=0.1, **extra)
     model = Weight()
+    plan = Plan(batch_size=2, epochs=epochs, steps_per_epoch=len(rows) // 2, warmup_steps=0)
     outcome = run_epochs(
-        model, answer, lambda epoch: ROWS, ROWS[:2], cfg,  # type: ignore[arg-type]
-        Plan(batch_size=2, epochs=epochs, steps_per_epoch=2, warmup_steps=0), 0, nullcontext,
+        model, answer, lambda epoch: rows, ROWS[:2], cfg, plan, 0, nullcontext,  # type: ignore[arg-type]
+        **({"clock": clock} if clock else {}),
     )  # fmt: skip
     return model, outcome
 
@@ -69,3 +89,30 @@ def test_the_time_budget_ends_the_epoch_and_keeps_the_best_weights() -> None:
     assert outcome.stopped == "time_budget"
     assert len(outcome.history) == 1 and outcome.examples == 2  # one batch of two
     assert float(model.lora_w.detach()) == answer.seen[0] != 3.0
+
+
+def test_epochs_that_cannot_fit_are_cut_from_the_plan_after_an_epoch() -> None:
+    answer = Scripted([0.5, 0.4, 0.3, 0.2])
+    clock = StepClock(answer, seconds=10)  # 20 s per epoch of two steps
+    _, outcome = _run(answer, epochs=4, clock=clock, max_train_minutes=50 / 60)
+    # after epoch 1 (20 s), 30 s are left: one more epoch fits, the last two are cut
+    assert (outcome.planned_epochs, outcome.fitted_epochs) == (4, 2)
+    assert outcome.stopped == "completed" and len(outcome.history) == 2
+    assert clock() == 40
+
+
+def test_the_pace_of_the_first_steps_fits_the_plan_before_an_epoch_ends() -> None:
+    answer = Scripted([0.5, 0.4, 0.3])
+    rows = ROWS * 15  # 30 steps an epoch: the pace is read after PACE_STEPS of them
+    clock = StepClock(answer, seconds=1)
+    _, outcome = _run(answer, epochs=3, rows=rows, clock=clock, max_train_minutes=70 / 60)
+    # 30 s an epoch plus validation: two fit in 70 s, decided before the first one ended
+    assert (outcome.planned_epochs, outcome.fitted_epochs) == (3, 2)
+    assert outcome.stopped == "completed" and len(outcome.history) == 2
+    assert outcome.metrics()["fitted_epochs"] == 2
+
+
+def test_a_plan_that_fits_is_left_alone() -> None:
+    answer = Scripted([0.5, 0.4, 0.3])
+    _, outcome = _run(answer, epochs=3, clock=StepClock(answer, seconds=1))
+    assert (outcome.planned_epochs, outcome.fitted_epochs) == (3, 3)
