@@ -29,6 +29,8 @@ from gateway.common.usage import UsageError
 BENCHES = (
     ("bases", "base variants (bf16, W4A16, W8A8): size, memory, speed, accuracy, ratios",
      "gateway.bench.bases.main", bench_main("gateway.bench.bases.main")),
+    ("classify", "/v1/classify with an adapter's versions side by side, rounds, ratios",
+     "gateway.bench.classify.main", bench_main("gateway.bench.classify.main")),
     ("consistency", "fine-tuned + constrained against prompt-only baselines",
      "gateway.bench.consistency.main", cmd_bench_consistency),
     ("perf", "gateway vs bare AsyncLLM vs vllm serve, alternating rounds, ratios",

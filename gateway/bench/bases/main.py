@@ -32,7 +32,8 @@ from gateway.bench.bases.run import (
     measure,
 )
 from gateway.bench.data import shown
-from gateway.cli.inputs import load_settings, require_file
+from gateway.bench.saved import rewrite_report, write_report
+from gateway.cli.inputs import load_settings
 from gateway.common.usage import UsageError
 from gateway.config import REPO_ROOT, Settings
 from gateway.fileio import write_json_atomic
@@ -133,23 +134,14 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             measure(variant, plan, settings, items, Path(tmp), entry, save, bar)
     bar.close()
     save()
-    write_report(results, out)
+    write_report(results, out, report.markdown, report.chart)
     return results
-
-
-def write_report(results: dict[str, Any], out: Path) -> None:
-    (out / "report.md").write_text(report.markdown(results))
-    report.chart(results, out / "chart.png")
 
 
 def main(args: argparse.Namespace) -> int:
     """Exit status 1 when a variant could not be measured (its error is in the report)."""
     if args.report_only:
-        saved = args.report_only / "results.json"
-        require_file(saved, "--report-only: results file")
-        write_report(json.loads(saved.read_text()), args.report_only)
-        print(f"wrote {args.report_only / 'report.md'} and chart.png")
-        return 0
+        return rewrite_report(args.report_only, report.markdown, report.chart)
     results = run(args, check(args))
     print(json.dumps(report.summary(results), indent=2))
     print(f"wrote {args.out / 'results.json'}, report.md and chart.png")
