@@ -4,7 +4,10 @@ Run as a child of the harness (``python -m gateway.bench.perf.bare SPEC OUT``) s
 round starts a fresh engine, as the HTTP sides do. Prompts are tokenised (by the
 gateway's own renderer) before the clock starts: the bare side is the engine's ceiling,
 with nothing else in the way.
-Each cell's summary is appended to OUT as one JSON line the moment it finishes.
+Each cell's summary is appended to OUT as one JSON line the moment it finishes. With
+``serve`` in the spec it runs no cells but answers requests of the first cell one at a
+time on that Unix socket (JSON both ways), so the harness can interleave them with the
+gateway's (``perf/paired.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from multiprocessing.connection import Listener
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +49,11 @@ async def run(spec: dict[str, Any], out: Path) -> None:
         name: lora_request(LoraRef(name, i + 1, p)) for i, (name, p) in enumerate(adapters.items())
     }
     prompt_ids: dict[str, list[int]] = {}
-    for text in workload.prompts:
-        prompt_ids[text] = render_prompt(tokenizer, workload.messages(text))
+    for cell in [*workload.warmup(), *cells]:
+        for i in range(cell.requests):
+            text = workload.request(cell, i)[1]
+            if text not in prompt_ids:
+                prompt_ids[text] = render_prompt(tokenizer, workload.messages(text))
 
     def params(text: str, constrained: bool, max_tokens: int) -> Any:
         schema = workload.schema if constrained else None
@@ -52,7 +61,7 @@ async def run(spec: dict[str, Any], out: Path) -> None:
             GenerationParams(uuid.uuid4().hex, prompt_ids[text], max_tokens, json_schema=schema)
         )
 
-    async def one(adapter: str, text: str, constrained: bool, max_tokens: int) -> Record:
+    async def one(adapter: str | None, text: str, constrained: bool, max_tokens: int) -> Record:
         begin = time.perf_counter()
         ttft = None
         tokens = 0
@@ -61,7 +70,7 @@ async def run(spec: dict[str, Any], out: Path) -> None:
                 {"prompt_token_ids": prompt_ids[text]},
                 params(text, constrained, max_tokens),
                 uuid.uuid4().hex,
-                lora_request=loras[adapter],
+                lora_request=None if adapter is None else loras[adapter],
             ):
                 new = len(output.outputs[0].token_ids)
                 if new and ttft is None:
@@ -70,22 +79,42 @@ async def run(spec: dict[str, Any], out: Path) -> None:
         except Exception as exc:  # a failed request is a counted error, not a lost run
             return Record(False, time.perf_counter() - begin, ttft, error=type(exc).__name__,
                           started=begin)  # fmt: skip
-        return Record(True, time.perf_counter() - begin, ttft, tokens, started=begin)
+        return Record(True, time.perf_counter() - begin, ttft, tokens, started=begin,
+                      prompt_tokens=len(prompt_ids[text]))  # fmt: skip
 
-    # Warm-up, untimed: every adapter loaded, the schema's grammar compiled.
-    for name in loras:
-        await one(name, workload.prompts[0], True, workload.max_tokens)
+    async def request(cell: Cell, i: int) -> Record:
+        return await one(*workload.request(cell, i), cell.max_tokens or workload.max_tokens)
+
+    for warm in workload.warmup():  # untimed, as on the HTTP sides
+        for i in range(warm.requests):
+            await request(warm, i)
     with out.open("a") as sink:
         sink.write(json.dumps({"ready_s": round(time.perf_counter() - started, 2)}) + "\n")
-    for cell in cells:
+    if spec["serve"]:
+        await serve(Path(spec["serve"]), cells[0], request)
+    else:
+        for cell in cells:
 
-        async def send(i: int, cell: Cell = cell) -> Record:
-            return await one(*workload.request(cell, i), cell.max_tokens or workload.max_tokens)
+            async def send(i: int, cell: Cell = cell) -> Record:
+                return await request(cell, i)
 
-        summary = await run_cell(send, workload, cell, os.getpid(), "bare")
-        with out.open("a") as sink:
-            sink.write(json.dumps({"cell": cell.key, "summary": summary}) + "\n")
+            summary = await run_cell(send, workload, cell, os.getpid(), "bare")
+            with out.open("a") as sink:
+                sink.write(json.dumps({"cell": cell.key, "summary": summary}) + "\n")
     llm.shutdown()
+
+
+async def serve(
+    socket: Path, cell: Cell, request: Callable[[Cell, int], Awaitable[Record]]
+) -> None:
+    """Answer ``{"i": n}`` with request ``n`` of ``cell``'s record, until ``{"stop": true}``."""
+    with Listener(str(socket), family="AF_UNIX") as listener, listener.accept() as conn:
+        while True:
+            message = json.loads(await asyncio.to_thread(conn.recv_bytes))
+            if message.get("stop"):
+                return
+            record = await request(cell, int(message["i"]))
+            conn.send_bytes(json.dumps(asdict(record)).encode())
 
 
 def main() -> None:

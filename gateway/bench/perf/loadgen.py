@@ -26,6 +26,7 @@ class Record:
     output_tokens: int = 0
     error: str | None = None  # an error code or HTTP status, for the error counts
     started: float = 0.0  # perf_counter at send; the run's wall time comes from these
+    prompt_tokens: int = 0  # as the server counted them (a prefill cell's prompt length)
 
 
 Send = Callable[[int], Awaitable[Record]]
@@ -68,7 +69,7 @@ async def send_chat(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -
     """POST a streamed chat completion; TTFT is the first non-empty content delta."""
     started = time.perf_counter()
     ttft: float | None = None
-    tokens = 0
+    tokens = prompt_tokens = 0
     try:
         async with client.stream("POST", url, json=body) as res:
             if res.status_code != 200:
@@ -88,10 +89,12 @@ async def send_chat(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -
                     ttft = time.perf_counter() - started
                 if event.get("usage"):
                     tokens = int(event["usage"].get("completion_tokens") or 0)
+                    prompt_tokens = int(event["usage"].get("prompt_tokens") or 0)
     except httpx.HTTPError as exc:
         return Record(False, time.perf_counter() - started, ttft, error=type(exc).__name__,
                       started=started)  # fmt: skip
-    return Record(True, time.perf_counter() - started, ttft, tokens, started=started)
+    return Record(True, time.perf_counter() - started, ttft, tokens, started=started,
+                  prompt_tokens=prompt_tokens)  # fmt: skip
 
 
 def _code(res: httpx.Response, detail: bytes) -> str:

@@ -1,5 +1,7 @@
 """``gateway bench perf``: run the sides in alternating rounds, pool, compare, report.
 
+The gateway runs once per ``--grouped-lora`` arm (its own process each); after the
+rounds, the paired phase (``perf/paired.py``) decides the serving-overhead target.
 Writes ``perf.json`` (updated after every cell, so a cut-off run keeps what it did),
 ``perf.md`` and ``perf.png`` under ``--out``, and prints the final JSON. ``--report-only
 DIR`` rewrites ``DIR/perf.md`` and ``DIR/perf.png`` from ``DIR/perf.json``, running nothing.
@@ -18,28 +20,46 @@ from typing import Any
 
 from tqdm import tqdm
 
-from gateway.bench.perf import profile, report
+from gateway.bench.launch import LaunchError
+from gateway.bench.perf import paired, profile, report, sections
 from gateway.bench.perf.sides import (
+    ARMS,
     SIDES,
     TENANT_KEY,
     Bench,
+    Progress,
+    Side,
     gateway_serve,
+    plan_sides,
     prepare_store,
     run_bare,
     run_http,
-    vllm_serve,
 )
 from gateway.bench.perf.stats import merge
-from gateway.bench.perf.workload import build_workload, cell_matrix
+from gateway.bench.perf.vllm_side import vllm_serve
+from gateway.bench.perf.workload import Cell, build_workload, cell_matrix
 from gateway.config import REPO_ROOT, Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=str(REPO_ROOT / "bench-results" / "perf"))
-    parser.add_argument("--rounds", type=int, default=2, help="A B C repeated this many times")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="every side (and gateway arm) once per round"
+    )
     parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    parser.add_argument(
+        "--grouped-lora", nargs="+", choices=ARMS, default=list(ARMS),
+        help="gateway arms, each its own gateway process: the grouped CPU LoRA path on "
+        "(GATEWAY_GROUPED_LORA=1) and/or off (0: vLLM's own path). The first arm is the one "
+        "compared with bare and vllm serve, and the bare engine's path; vllm serve always "
+        "runs vLLM's own path (default: on off)",
+    )  # fmt: skip
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--adapters", type=int, nargs="+", default=[1, 2, 8])
+    parser.add_argument(
+        "--adapters", type=int, nargs="+", default=[0, 1, 2, 8],
+        help="adapter mixes (round-robin over N adapters); 0 = the base model, no adapter, "
+        "for the LoRA / base ratios (default: 0 1 2 8)",
+    )  # fmt: skip
     parser.add_argument(
         "--rates", type=float, nargs="*", default=[2.0], help="open-loop req/s, largest adapter mix"
     )
@@ -48,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--swaps", type=int, default=10, help="hot-swaps (gateway, round 1)")
     parser.add_argument("--schema-repeats", type=int, default=8)
+    parser.add_argument(
+        "--overhead-pairs", type=int, default=paired.PAIRS,
+        help="paired, interleaved 1-token requests to the gateway and the bare engine "
+        "(side by side) that decide the 5 ms overhead target by a bootstrap interval; "
+        f"needs sides bare and gateway; 0 = skip (default: {paired.PAIRS})",
+    )  # fmt: skip
     parser.add_argument(
         "--profile", action="store_true", help="run the gateway under py-spy (skews its timings)"
     )
@@ -65,6 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     workload = build_workload(max(args.adapters), args.max_tokens)
     cells = cell_matrix(args.adapters, args.concurrency, args.rates, args.waves, args.min_requests)
+    sides = plan_sides(args.sides, args.grouped_lora)
     env = runtime_env(settings.cpu_preload, settings.cpu_threads_bind) if is_cpu_build() else {}
     env.pop("GATEWAY_CPU_PRELOAD_MISSING", None)
     raw: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
@@ -72,9 +99,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": "gateway bench perf " + " ".join(_argv(args)),
         "machine": {"platform": platform.platform(), "cpus": _cpus()},
         "engine": {},
+        "sides": {s.name: {"kind": s.kind, "grouped_lora": s.grouped_lora} for s in sides},
         "runtime_env": env,
         "workload": {
             "prompts": len(workload.prompts),
+            "long_prompts": len(workload.long_prompts),
             "adapters": list(workload.adapter_names),
             "max_tokens": workload.max_tokens,
             "cells": [c.as_dict() for c in cells],
@@ -83,13 +112,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "extras": {},
     }
     started = time.perf_counter()
-    bar = tqdm(total=args.rounds * len(args.sides) * len(cells), desc="perf", unit="cell")
+    bar = tqdm(total=args.rounds * len(sides) * len(cells), desc="perf", unit="cell")
 
     with tempfile.TemporaryDirectory(prefix="perf-") as tmp:
         work = Path(tmp)
         prepare_store(work / "store", workload.adapter_names)
         options, _ = engine_options(settings)
-        result["engine"] = {k: v for k, v in vars(options).items() if k != "model_path"}
+        result["engine"] = {
+            k: v for k, v in vars(options).items() if k not in ("model_path", "grouped_lora")
+        }
         bench = Bench(work, workload, work / "store", options, env)
 
         def save() -> None:
@@ -98,55 +129,78 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (out / "perf.json").write_text(json.dumps(result, indent=1) + "\n")
 
         for round_no in range(1, args.rounds + 1):
-            for side in args.sides:
-                side_started = time.perf_counter()
+            for side in sides:
 
-                def progress(key: str, summary: dict[str, Any], side: str = side) -> None:
-                    raw[side][key].append(summary)
+                def progress(key: str, summary: dict[str, Any], side: Side = side) -> None:
+                    raw[side.name][key].append(summary)
                     bar.update()
                     save()
 
-                if side == "bare":
-                    info = run_bare(bench, cells, f"r{round_no}", progress)
-                elif side == "vllm":
-                    with vllm_serve(bench, work / f"vllm-r{round_no}.log") as (url, pid):
-                        info = {"ready_s": round(time.perf_counter() - side_started, 1)}
-                        run_http(url, pid, bench, cells, "vllm", progress)
-                else:
-                    spy = out / f"gateway-r{round_no}.pyspy.txt"
-                    wrap = profile.wrapper(spy) if args.profile else None
-                    log = work / f"gateway-r{round_no}.log"
-                    with gateway_serve(bench, log, wrap) as (url, pid):
-                        info = {"ready_s": round(time.perf_counter() - side_started, 1)}
-                        headers = {"Authorization": f"Bearer {TENANT_KEY}"}
-                        run_http(url, pid, bench, cells, "gateway", progress, headers)
-                        if round_no == 1:
-                            _gateway_extras(url, bench, args, result["extras"])
-                    if args.profile:
-                        requests = sum(c.requests for c in cells) + len(workload.adapter_names)
-                        result.setdefault("profile", {})[f"r{round_no}"] = profile.summarise(
-                            spy, profile.RATE, requests
-                        )
-                info["wall_s"] = round(time.perf_counter() - side_started, 1)
-                result["starts"].append({"round": round_no, "side": side, **info})
+                info = _run_side(side, round_no, bench, cells, args, result, progress)
+                result["starts"].append({"round": round_no, "side": side.name, **info})
                 save()
-    bar.close()
+        bar.close()
+        arm = next((s for s in sides if s.kind == "gateway"), None)
+        if args.overhead_pairs and arm and "bare" in args.sides:
+            try:
+                result["overhead"] = paired.measure(bench, args.overhead_pairs, arm.grouped_lora)
+            except LaunchError as exc:  # the matrix stands; the report says what failed
+                result["overhead"] = {"error": str(exc), "verdict": None}
     pooled = {
         side: {key: merge(runs) for key, runs in cells_.items()} for side, cells_ in raw.items()
     }
     result["pooled"] = pooled
     result["comparisons"] = report.comparisons(pooled)
+    result["lora_vs_base"] = sections.lora_vs_base(pooled, cells)
+    result["on_vs_off"] = sections.on_vs_off(pooled)
     result["targets"] = report.targets(
-        pooled, result["extras"], max(args.adapters), max(args.concurrency)
-    )
+        pooled, result["extras"], max(args.adapters), max(args.concurrency),
+        result.get("overhead"),
+    )  # fmt: skip
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     (out / "perf.json").write_text(json.dumps(result, indent=1) + "\n")
     write_report(result, out)
     return result
 
 
+def _run_side(
+    side: Side,
+    round_no: int,
+    bench: Bench,
+    cells: list[Cell],
+    args: argparse.Namespace,
+    result: dict[str, Any],
+    progress: Progress,
+) -> dict[str, Any]:
+    """One side's fresh process through every cell; the first gateway arm also takes the
+    gateway-only extras in round 1. Returns its start-up and wall times."""
+    started = time.perf_counter()
+    if side.kind == "bare":
+        return run_bare(bench, cells, f"r{round_no}", progress, side.grouped_lora)
+    if side.kind == "vllm":
+        with vllm_serve(bench, bench.work / f"vllm-r{round_no}.log") as (url, pid):
+            info = {"ready_s": round(time.perf_counter() - started, 1)}
+            run_http(url, pid, bench, cells, "vllm", progress)
+    else:
+        tag = f"{side.name}-r{round_no}"
+        spy = Path(args.out) / f"{tag}.pyspy.txt"
+        wrap = profile.wrapper(spy) if args.profile else None
+        log = bench.work / f"{tag}.log"
+        with gateway_serve(bench, log, side.grouped_lora, wrap) as (url, pid):
+            info = {"ready_s": round(time.perf_counter() - started, 1)}
+            headers = {"Authorization": f"Bearer {TENANT_KEY}"}
+            run_http(url, pid, bench, cells, side.name, progress, headers)
+            if round_no == 1 and side.name == f"gateway-{args.grouped_lora[0]}":
+                _gateway_extras(url, bench, args, result["extras"])
+        if args.profile:
+            requests = sum(c.requests for c in cells) + len(bench.workload.adapter_names)
+            result.setdefault("profile", {})[tag] = profile.summarise(spy, profile.RATE, requests)
+    info["wall_s"] = round(time.perf_counter() - started, 1)
+    return info
+
+
 def write_report(result: dict[str, Any], out: Path) -> None:
-    (out / "perf.md").write_text(report.markdown(result))
+    (out / "perf.md").write_text(report.markdown(result, sections.markdown(result)))
     report.chart(result, out / "perf.png")
 
 
@@ -189,5 +243,7 @@ def main(args: argparse.Namespace) -> int:
     keys = ("command", "targets", "extras", "starts", "elapsed_s", "profile")
     summary = {k: result[k] for k in keys if k in result}
     summary["comparisons"] = result["comparisons"]
+    if "overhead" in result:
+        summary["overhead"] = {k: v for k, v in result["overhead"].items() if k != "diffs_ms"}
     print(json.dumps(summary, indent=2))
     return 0

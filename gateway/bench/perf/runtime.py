@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     bar.update()
 
                 log = work / f"gw-{round_no}-{preload}-{bind}.log"
-                with gateway_serve(bench, log) as (url, pid):
+                with gateway_serve(bench, log, options.grouped_lora) as (url, pid):
                     headers = {"Authorization": f"Bearer {TENANT_KEY}"}
                     run_http(url, pid, bench, cells, name, progress, headers)
                     preloaded = _preloaded(pid)

@@ -1,9 +1,11 @@
-"""The three sides under test, each started fresh per round with the same engine
-arguments, adapters and CPU runtime environment.
+"""The sides under test, each started fresh per round with the same engine arguments,
+adapters and CPU runtime environment.
 
 - ``bare``: the in-process ``AsyncLLM`` (``perf/bare.py`` in a child process)
-- ``vllm``: vLLM's own OpenAI server (``python -m vllm.entrypoints.openai.api_server``)
-- ``gateway``: ``gateway serve``, with tenant keys on, as an operator runs it
+- ``vllm``: vLLM's own OpenAI server (``perf/vllm_side.py``)
+- ``gateway-on`` / ``gateway-off``: ``gateway serve``, with tenant keys on, as an
+  operator runs it, with the grouped CPU LoRA path on or off. An engine process decides
+  on the path once, at start, so each arm is its own gateway process.
 """
 
 from __future__ import annotations
@@ -24,17 +26,20 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.bench.launch import LaunchError, free_port, launch, stop
+from gateway.bench.launch import LaunchError, launch
 from gateway.bench.perf.loadgen import Record, send_chat
 from gateway.bench.perf.runner import run_cell
-from gateway.bench.perf.workload import SOURCE_ADAPTER, Cell, Workload
-from gateway.engine.vllm_engine import WHITESPACE_FREE_BACKENDS, EngineOptions
+from gateway.bench.perf.workload import BASE_MODEL, SOURCE_ADAPTER, Cell, Workload
+from gateway.common.usage import UsageError
+from gateway.engine.grouped_lora.plugin import ENV_VAR as GROUPED_LORA_ENV
+from gateway.engine.vllm_engine import EngineOptions
 from gateway.tenancy.keys import hash_key
 
 TENANT_KEY = "perf-bench-tenant-key-0123456789"
 ADMIN_KEY = "perf-bench-admin-key-0123456789ab"
 METRICS_KEY = "perf-bench-metrics-key-0123456789"
 SIDES = ("bare", "vllm", "gateway")
+ARMS = ("on", "off")  # the gateway's grouped CPU LoRA path
 
 CellResult = dict[str, Any]
 Progress = Callable[[str, CellResult], None]
@@ -54,6 +59,35 @@ class Bench:
         return {name: str(self.store / name / "v1") for name in self.workload.adapter_names}
 
 
+@dataclass(frozen=True)
+class Side:
+    """One process kind under one LoRA path; ``name`` keys its results."""
+
+    name: str
+    kind: str  # one of SIDES
+    grouped_lora: bool
+
+
+def plan_sides(kinds: list[str], arms: list[str]) -> list[Side]:
+    """The gateway once per arm; the bare engine on the first arm's path, so that
+    gateway / bare compares like with like; ``vllm serve`` on vLLM's own path, always."""
+    if len(set(arms)) != len(arms) or len(set(kinds)) != len(kinds):
+        raise UsageError(f"each side and arm once, got sides {kinds} and arms {arms}")
+    sides: list[Side] = []
+    for kind in kinds:
+        if kind == "gateway":
+            sides += [Side(f"gateway-{arm}", kind, arm == "on") for arm in arms]
+        else:
+            sides.append(Side(kind, kind, kind == "bare" and arms[0] == "on"))
+    return sides
+
+
+def grouped_env(enabled: bool) -> dict[str, str]:
+    """The variable that is both the ``grouped_lora`` setting and what vLLM's processes
+    (the plugin) read; set explicitly for every side, never inherited from the caller."""
+    return {GROUPED_LORA_ENV: "1" if enabled else "0"}
+
+
 def prepare_store(store: Path, names: tuple[str, ...]) -> None:
     """One registered version per tenant adapter. They share weights (the LoRA cost
     does not depend on the values) but are distinct adapters to the engine."""
@@ -67,124 +101,100 @@ def prepare_store(store: Path, names: tuple[str, ...]) -> None:
         (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
-def run_bare(bench: Bench, cells: list[Cell], tag: str, progress: Progress) -> dict[str, Any]:
+def bare_env(bench: Bench, grouped_lora: bool) -> dict[str, str]:
+    """The bare engine child's whole environment (its ``Settings`` read the path from it)."""
+    return {**os.environ, **bench.env, **grouped_env(grouped_lora)}
+
+
+def start_bare(
+    bench: Bench, cells: list[Cell], tag: str, grouped_lora: bool, serve: Path | None = None
+) -> tuple[subprocess.Popen, Path, Path]:
+    """The bare engine child (``perf/bare.py``): it runs ``cells`` and appends each
+    summary to the returned JSONL file, or with ``serve`` answers requests one by one on
+    that Unix socket. Returns the process, the JSONL file and the log."""
     spec = {
         "workload": bench.workload.to_json(),
         "cells": [{k: v for k, v in c.as_dict().items() if k != "key"} for c in cells],
         "adapters": bench.adapter_paths(),
+        "serve": None if serve is None else str(serve),
     }
     spec_file = bench.work / f"bare-{tag}.json"
     spec_file.write_text(json.dumps(spec))
     out = bench.work / f"bare-{tag}.jsonl"
     out.unlink(missing_ok=True)
     log = bench.work / f"bare-{tag}.log"
-    started = time.perf_counter()
     with log.open("w") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.bench.perf.bare", str(spec_file), str(out)],
-            env={**os.environ, **bench.env},
+            env=bare_env(bench, grouped_lora),
             stdout=sink,
             stderr=sink,
         )
-        seen = 0
-        ready_s = None
-        while True:  # stream each cell's result as the child writes it
-            done = proc.poll() is not None
-            lines = out.read_text().splitlines() if out.exists() else []
-            for line in lines[seen:]:
-                row = json.loads(line)
-                if "ready_s" in row:
-                    ready_s = row["ready_s"]
-                else:
-                    progress(row["cell"], row["summary"])
-            seen = len(lines)
-            if done:
-                break
-            time.sleep(0.5)
+    return proc, out, log
+
+
+def run_bare(
+    bench: Bench, cells: list[Cell], tag: str, progress: Progress, grouped_lora: bool
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    proc, out, log = start_bare(bench, cells, tag, grouped_lora)
+    seen = 0
+    ready_s = None
+    while True:  # stream each cell's result as the child writes it
+        done = proc.poll() is not None
+        lines = out.read_text().splitlines() if out.exists() else []
+        for line in lines[seen:]:
+            row = json.loads(line)
+            if "ready_s" in row:
+                ready_s = row["ready_s"]
+            else:
+                progress(row["cell"], row["summary"])
+        seen = len(lines)
+        if done:
+            break
+        time.sleep(0.5)
     if proc.returncode != 0:
         raise LaunchError(f"bare engine run failed ({proc.returncode}):\n{log.read_text()[-4000:]}")
     return {"ready_s": ready_s, "wall_s": round(time.perf_counter() - started, 1)}
 
 
-def vllm_serve_argv(options: EngineOptions, loras: dict[str, str], port: int) -> list[str]:
-    """vLLM's server with the engine arguments ``engine_args`` gives the gateway."""
-    structured: dict[str, Any] = {"backend": options.structured_backend}
-    if options.disable_any_whitespace and options.structured_backend in WHITESPACE_FREE_BACKENDS:
-        structured["disable_any_whitespace"] = True
-    argv = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--model", options.model_path, "--served-model-name", "base",
-        "--dtype", options.dtype,
-        "--max-model-len", str(options.max_model_len),
-        "--gpu-memory-utilization", str(options.gpu_memory_utilization),
-        "--max-num-seqs", str(options.max_num_seqs),
-        "--enable-lora",
-        "--max-loras", str(options.max_loras),
-        "--max-cpu-loras", str(options.max_cpu_loras),
-        "--max-lora-rank", str(options.max_lora_rank),
-        "--structured-outputs-config", json.dumps(structured),
-        "--seed", str(options.seed),
-        "--disable-uvicorn-access-log",
-    ]  # fmt: skip
-    if options.quantization:
-        argv += ["--quantization", options.quantization]
-    if options.enforce_eager:
-        argv.append("--enforce-eager")
-    return [*argv, "--lora-modules", *(f"{name}={path}" for name, path in loras.items())]
-
-
-@contextmanager
-def vllm_serve(bench: Bench, log: Path, timeout_s: float = 900) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    started = time.perf_counter()
-    with log.open("w") as sink:
-        proc = subprocess.Popen(
-            vllm_serve_argv(bench.options, bench.adapter_paths(), port),
-            env={**os.environ, **bench.env},
-            stdout=sink,
-            stderr=sink,
-        )
-    try:
-        while True:
-            if proc.poll() is not None:
-                tail = log.read_text()[-4000:]
-                raise LaunchError(f"vllm serve exited ({proc.returncode}):\n{tail}")
-            try:
-                if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.perf_counter() - started > timeout_s:
-                raise LaunchError(f"vllm serve not ready in {timeout_s:.0f}s")
-            time.sleep(0.5)
-        yield url, proc.pid
-    finally:
-        stop(proc)
+def gateway_env(bench: Bench, grouped_lora: bool, profiled: bool = False) -> dict[str, str]:
+    """What ``gateway serve`` gets on top of the caller's environment."""
+    env = {
+        **bench.env,
+        **grouped_env(grouped_lora),
+        "GATEWAY_AUTH_MODE": "tenants",
+        "GATEWAY_TENANTS_FILE": str(bench.work / "tenants.yaml"),
+        "GATEWAY_ADMIN_KEY": ADMIN_KEY,
+        "GATEWAY_METRICS_KEY": METRICS_KEY,
+        "GATEWAY_REGISTRY_FILE": str(bench.work / "registry.json"),
+        "GATEWAY_SERVED_MODEL_NAME": BASE_MODEL,
+    }
+    if profiled:  # a profiler follows one process: preload up front instead of re-exec
+        env["GATEWAY_CPU_RUNTIME_APPLIED"] = "1"
+    return env
 
 
 @contextmanager
 def gateway_serve(
-    bench: Bench, log: Path, wrapper: list[str] | None = None
+    bench: Bench, log: Path, grouped_lora: bool, wrapper: list[str] | None = None
 ) -> Iterator[tuple[str, int]]:
-    tenants = bench.work / "tenants.yaml"
-    tenants.write_text(yaml.safe_dump({"tenants": [
+    (bench.work / "tenants.yaml").write_text(yaml.safe_dump({"tenants": [
         {"name": "bench", "key_hashes": [hash_key(TENANT_KEY)], "allowed_adapters": ["*"]},
     ]}))  # fmt: skip
-    env = {
-        **bench.env,
-        "GATEWAY_AUTH_MODE": "tenants",
-        "GATEWAY_TENANTS_FILE": str(tenants),
-        "GATEWAY_ADMIN_KEY": ADMIN_KEY,
-        "GATEWAY_METRICS_KEY": METRICS_KEY,
-        "GATEWAY_REGISTRY_FILE": str(bench.work / "registry.json"),
-    }
+    env = gateway_env(bench, grouped_lora, profiled=wrapper is not None)
     adapters = {name: "v1" for name in bench.workload.adapter_names}
-    if wrapper:  # a profiler follows one process: preload up front instead of re-exec
-        env["GATEWAY_CPU_RUNTIME_APPLIED"] = "1"
     with launch(log, adapters=adapters, store=bench.store, env=env, wrapper=wrapper) as gw:
         yield gw.url, gw.pid
+
+
+async def warm_up(client: httpx.AsyncClient, endpoint: str, workload: Workload, label: str) -> None:
+    """The workload's untimed warm-up requests; any failure stops the run."""
+    for warm in workload.warmup():
+        for i in range(warm.requests):
+            record = await send_chat(client, endpoint, workload.chat_body(warm, i))
+            if not record.ok:
+                raise LaunchError(f"{label} warm-up request failed: {record.error}")
 
 
 def run_http(
@@ -201,11 +211,7 @@ def run_http(
         endpoint = url + "/v1/chat/completions"
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
         async with httpx.AsyncClient(timeout=600, limits=limits, headers=headers) as client:
-            warm = Cell(len(workload.adapter_names), True, 1, len(workload.adapter_names))
-            for i in range(warm.requests):  # untimed: adapters loaded, grammar compiled
-                record = await send_chat(client, endpoint, workload.chat_body(warm, i))
-                if not record.ok:
-                    raise LaunchError(f"{label} warm-up request failed: {record.error}")
+            await warm_up(client, endpoint, workload, label)
             for cell in cells:
 
                 async def send(i: int, cell: Cell = cell) -> Record:

@@ -30,6 +30,7 @@ def summarise(records: list[Record], wall_s: float) -> dict[str, Any]:
         errors=Counter(r.error or "unknown" for r in records if not r.ok),
         wall_s=wall_s,
         tokens=sum(r.output_tokens for r in ok),
+        prompt_tokens=sum(r.prompt_tokens for r in ok),
         samples=samples,
     )
 
@@ -47,6 +48,7 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
         errors=errors,
         wall_s=sum(r["wall_s"] for r in runs),
         tokens=sum(r["output_tokens"] for r in runs),
+        prompt_tokens=sum(r["prompt_tokens"] for r in runs),
         samples=samples,
     )
     pooled["rounds"] = len(runs)
@@ -62,6 +64,7 @@ def _block(
     errors: Counter[str],
     wall_s: float,
     tokens: int,
+    prompt_tokens: int,
     samples: dict[str, list[float]],
 ) -> dict[str, Any]:
     ok = requests - sum(errors.values())
@@ -74,6 +77,8 @@ def _block(
         "output_tokens_per_s": round(tokens / wall_s, 2) if wall_s > 0 else None,
         "output_tokens": tokens,
         "mean_output_tokens": round(tokens / ok, 2) if ok else None,
+        "prompt_tokens": prompt_tokens,
+        "mean_prompt_tokens": round(prompt_tokens / ok, 1) if ok else None,
         "latency_p50_ms": ms(percentile(samples["latency"], 0.5), 2),
         "latency_p95_ms": ms(percentile(samples["latency"], 0.95), 2),
         "latency_p99_ms": ms(percentile(samples["latency"], 0.99), 2),

@@ -15,8 +15,8 @@ import pytest
 from gateway.bench.perf import report
 from gateway.bench.perf.extras import counter_total
 from gateway.bench.perf.loadgen import Record, closed_loop, open_loop, send_chat
-from gateway.bench.perf.sides import vllm_serve_argv
 from gateway.bench.perf.stats import merge, summarise
+from gateway.bench.perf.vllm_side import vllm_serve_argv
 from gateway.bench.perf.workload import Cell, Workload, cell_matrix
 from gateway.bench.stats import percentile
 from gateway.engine import cpu_runtime
@@ -27,15 +27,19 @@ SCHEMA = {"type": "object", "properties": {"intent": {"enum": ["a", "b"]}}}
 
 def workload(**kw) -> Workload:
     base = dict(prompts=("p0", "p1", "p2"), adapter_names=tuple(f"t{i}" for i in range(8)),
-                system_prompt="sys", schema=SCHEMA, max_tokens=32)  # fmt: skip
+                system_prompt="sys", schema=SCHEMA, max_tokens=32,
+                long_prompts=("long one\nlong two", "long three"))  # fmt: skip
     return Workload(**{**base, **kw})
 
 
 def test_cells_cover_the_matrix_once_with_an_overhead_cell_first() -> None:
     cells = cell_matrix([1, 2, 8], [1, 4, 16], [2.0], waves=3, min_requests=8)
     keys = [c.key for c in cells]
-    assert len(keys) == len(set(keys)) == 1 + 2 * 3 * 3 + 1
+    assert len(keys) == len(set(keys)) == 1 + 2 * 3 * 3 + 3 + 1
     assert keys[0] == "free-a1-c1-t1" and cells[0].max_tokens == 1
+    prefill = [c for c in cells if c.long_prompt]
+    assert [c.key for c in prefill] == [f"free-a{n}-c1-t1-long" for n in (1, 2, 8)]
+    assert all(c.max_tokens == 1 and c.concurrency == 1 and c.requests == 8 for c in prefill)
     assert "schema-a8-c16" in keys and "free-a2-c4" in keys and keys[-1] == "schema-a8-r2"
     big = next(c for c in cells if c.key == "schema-a8-c16")
     assert big.requests == 48  # waves x concurrency
@@ -167,6 +171,10 @@ def _pooled(rps: dict[str, float], p50: dict[str, float], rss: dict[str, float])
     return cells
 
 
+OVERHEAD = {"pairs": 600, "failed_pairs": 0, "limit_ms": 5.0, "median_ms": 3.1, "ci_low_ms": 1.9,
+            "ci_high_ms": 5.6, "verdict": "undecided", "more_pairs": 1100}  # fmt: skip
+
+
 def test_targets_report_met_and_missed_honestly() -> None:
     pooled = _pooled(
         rps={"bare": 2.0, "vllm": 1.8, "gateway": 1.96},
@@ -174,19 +182,23 @@ def test_targets_report_met_and_missed_honestly() -> None:
         rss={"bare": 1000.0, "vllm": 1100.0, "gateway": 1400.0},
     )
     extras = {"schema_cache": {"hit": {"compilations_delta": 0.0}}}
-    rows = {t["target"].split(",")[0]: t for t in report.targets(pooled, extras, 8, 16)}
+    rows = {t["target"].split(",")[0]: t for t in report.targets(pooled, extras, 8, 16, None)}
     assert rows["gateway/bare requests/s"]["measured"] == 0.98
     assert rows["gateway/bare requests/s"]["met"] is True
     assert rows["gateway/vllm-serve requests/s"]["met"] is True
-    assert rows["added p50 latency vs bare"]["measured"] == 3.0
+    unpaired = report.targets(pooled, extras, 8, 16, None)
+    assert next(t for t in unpaired if "paired" in t["target"])["verdict"] == "not measured"
     assert rows["gateway resident memory over bare engine at schema-a8-c16"]["met"] is False
-    eight = next(t for t in report.targets(pooled, extras, 8, 16) if "8 adapters" in t["target"])
-    assert eight["measured"] == pytest.approx(0.909, abs=1e-3) and eight["met"] is True
+    targets = report.targets(pooled, extras, 8, 16, OVERHEAD)
+    eight = next(t for t in targets if "8 adapters" in t["target"])
+    assert eight["measured"] == pytest.approx(0.909, abs=1e-3) and eight["met"] is False  # < 0.95
+    paired = next(t for t in targets if "paired" in t["target"])
+    assert paired["measured"] == "3.1 [1.9, 5.6]" and paired["met"] is None
     result = {"command": "gateway bench perf", "pooled": pooled,
-              "comparisons": report.comparisons(pooled),
-              "targets": report.targets(pooled, {}, 8, 16)}  # fmt: skip
+              "comparisons": report.comparisons(pooled), "targets": targets}  # fmt: skip
     text = report.markdown(result)
     assert "| schema-a8-c16 |" in text and "**no**" in text and "n/a" in text
+    assert "| undecided, about 1100 more pairs needed |" in text
 
 
 def test_vllm_serve_gets_the_gateways_engine_arguments() -> None:
