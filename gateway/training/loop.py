@@ -6,9 +6,10 @@ The run ends when the planned epochs are done, when validation NLL has not impro
 it is, the LoRA weights of the best validation epoch are what is kept.
 
 The plan is fitted to the budget as the run goes: after ``PACE_STEPS`` steps, and again
-after every epoch, the epochs still planned are cut to those that fit at the pace
-measured, and the learning-rate schedule is shortened with them, so a slow or busy
-machine still ends on a decayed learning rate instead of being cut off mid-schedule.
+after every epoch, the optimizer steps still planned are cut to those that fit at the
+pace measured (the last epoch may end early), and the learning-rate schedule is shortened
+with them, so a slow or busy machine still ends on a decayed learning rate instead of
+being cut off mid-schedule.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from gateway.training.answers import Answer, Validation
 from gateway.training.batching import batches
 from gateway.training.config import TrainConfig
-from gateway.training.schedule import Plan, epochs_that_fit, lr_factor
+from gateway.training.schedule import Plan, lr_factor, steps_that_fit
 
 PACE_STEPS = 20  # optimizer steps timed before the plan is first fitted to the budget
 
@@ -33,8 +34,8 @@ class Outcome:
     history: list[dict[str, Any]] = field(default_factory=list)
     best: Validation | None = None
     stopped: str = "completed"  # or "early_stopping", "time_budget"
-    planned_epochs: int = 0
-    fitted_epochs: int = 0  # fewer than planned when the budget could not hold them
+    planned_steps: int = 0
+    fitted_steps: int = 0  # fewer than planned when the budget could not hold them
     examples: int = 0  # rows through a training step (augmented ones included)
     tokens: int = 0  # their prompt (and answer) tokens, shared prefix counted per row
     seconds: float = 0.0  # the whole loop, validation passes included
@@ -43,8 +44,8 @@ class Outcome:
         return {
             "history": self.history,
             "epochs_run": len(self.history),
-            "planned_epochs": self.planned_epochs,
-            "fitted_epochs": self.fitted_epochs,
+            "planned_steps": self.planned_steps,
+            "fitted_steps": self.fitted_steps,
             "stopped": self.stopped,
             "best_val_loss": self.best.nll if self.best else None,
             "examples": self.examples,
@@ -72,10 +73,9 @@ def run_epochs(
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
-    epochs = plan.epochs  # cut by ``fit`` when the budget cannot hold them all
+    horizon = plan.total_steps  # optimizer steps; cut by ``fit`` when the budget is short
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: lr_factor(s, plan.warmup_steps, epochs * plan.steps_per_epoch, cfg.lr_schedule),
+        optimizer, lambda s: lr_factor(s, plan.warmup_steps, horizon, cfg.lr_schedule)
     )
 
     def validate() -> Validation | None:
@@ -87,27 +87,27 @@ def run_epochs(
         model.train()
         return result
 
-    def fit(done: int, epoch_seconds: float, since: float) -> None:
-        """Cut the epochs after ``done`` to those that fit in the budget left at ``since``
-        (the end of epoch ``done``)."""
-        nonlocal epochs
-        left = budget - (since - started)
-        fitted = min(epochs, done + epochs_that_fit(left, epoch_seconds))
-        if fitted < epochs:
-            epochs = max(1, fitted)
-            bar.total = epochs * plan.steps_per_epoch
-            pace = f"{epoch_seconds / 60:.1f} min per epoch"
-            bar.write(f"at {pace}, {epochs} of {plan.epochs} epochs fit: schedule shortened")
+    def fit(done: int, step_seconds: float) -> None:
+        """Cut the steps after ``done`` to those that fit in the budget left now, at
+        ``step_seconds`` a step (validation included)."""
+        nonlocal horizon
+        fitted = done + steps_that_fit(budget - (clock() - started), step_seconds)
+        if fitted < horizon:
+            horizon = max(done, 1, fitted)
+            bar.total = horizon
+            epochs = f"{horizon / plan.steps_per_epoch:.2f} epochs"
+            bar.write(f"at {step_seconds:.2f} s a step, {horizon} of {plan.total_steps} steps "
+                      f"({epochs}) fit: schedule shortened")  # fmt: skip
 
     rng = random.Random(cfg.seed)
-    out, budget = Outcome(planned_epochs=plan.epochs), cfg.max_train_minutes * 60
+    out, budget = Outcome(planned_steps=plan.total_steps), cfg.max_train_minutes * 60
     best_state, patience = None, cfg.early_stopping_patience
     started = clock()
     model.train()
     bar = tqdm(total=plan.total_steps, desc=f"training {cfg.name}", unit="step")
     val_share = len(val_rows) / max(1, plan.steps_per_epoch * plan.batch_size)
-    epoch = 0
-    while epoch < epochs:
+    epoch = steps = 0
+    while steps < horizon:
         epoch += 1
         rows, losses, epoch_started = epoch_rows(epoch), [], clock()
         for n, chunk in enumerate(batches(rows, plan.batch_size, rng), start=1):
@@ -121,13 +121,15 @@ def run_epochs(
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad()
+                steps += 1
                 speed = out.examples / (clock() - started)
                 bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", ex_s=f"{speed:.1f}")
                 bar.update()
-                if epoch == 1 and n // cfg.grad_accum == PACE_STEPS:
-                    pace = (clock() - started) / PACE_STEPS
+                if steps == PACE_STEPS:
                     # validation is forward only, about a third of a training step per batch
-                    fit(0, pace * plan.steps_per_epoch * (1 + val_share / 3), started)
+                    fit(steps, (clock() - started) / steps * (1 + val_share / 3))
+                if steps >= horizon:
+                    break
             if clock() - started > budget:
                 out.stopped = "time_budget"
                 break
@@ -149,9 +151,10 @@ def run_epochs(
             patience -= 1
             if patience <= 0:
                 out.stopped = "early_stopping"
-        if out.stopped == "completed" and epoch < epochs:
-            fit(epoch, clock() - epoch_started, clock())  # the next ones take as long as this
-            if epochs_that_fit(budget - (clock() - started), clock() - epoch_started) == 0:
+        if out.stopped == "completed" and steps < horizon:
+            # the next steps take as long as this epoch's did, its validation included
+            fit(steps, (clock() - epoch_started) / plan.steps_per_epoch)
+            if steps >= horizon:
                 out.stopped = "time_budget"
         if out.stopped != "completed":
             bar.write(f"stopped after epoch {epoch}: {out.stopped.replace('_', ' ')}")
@@ -160,5 +163,5 @@ def run_epochs(
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     out.seconds = clock() - started
-    out.fitted_epochs = epochs
+    out.fitted_steps = horizon
     return out

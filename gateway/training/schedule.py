@@ -64,8 +64,8 @@ def lr_factor(step: int, warmup: int, total: int, kind: str) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def epochs_that_fit(seconds_left: float, epoch_seconds: float) -> int:
-    """Whole epochs of ``epoch_seconds`` in ``seconds_left`` (none when it is used up)."""
+def steps_that_fit(seconds_left: float, step_seconds: float) -> int:
+    """Whole steps of ``step_seconds`` in ``seconds_left`` (none when it is used up)."""
     if seconds_left <= 0:
         return 0
-    return int(seconds_left // max(epoch_seconds, 1e-9))
+    return int(seconds_left // max(step_seconds, 1e-9))

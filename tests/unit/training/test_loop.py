@@ -91,14 +91,15 @@ def test_the_time_budget_ends_the_epoch_and_keeps_the_best_weights() -> None:
     assert float(model.lora_w.detach()) == answer.seen[0] != 3.0
 
 
-def test_epochs_that_cannot_fit_are_cut_from_the_plan_after_an_epoch() -> None:
+def test_steps_that_cannot_fit_are_cut_from_the_plan_after_an_epoch() -> None:
     answer = Scripted([0.5, 0.4, 0.3, 0.2])
     clock = StepClock(answer, seconds=10)  # 20 s per epoch of two steps
     _, outcome = _run(answer, epochs=4, clock=clock, max_train_minutes=50 / 60)
-    # after epoch 1 (20 s), 30 s are left: one more epoch fits, the last two are cut
-    assert (outcome.planned_epochs, outcome.fitted_epochs) == (4, 2)
-    assert outcome.stopped == "completed" and len(outcome.history) == 2
-    assert clock() == 40
+    # after epoch 1 (20 s), 30 s are left: three more steps fit, the last one alone in
+    # epoch 3; the schedule ends with them
+    assert (outcome.planned_steps, outcome.fitted_steps) == (8, 5)
+    assert outcome.stopped == "completed" and len(outcome.history) == 3
+    assert clock() == 50 and outcome.examples == 10
 
 
 def test_the_pace_of_the_first_steps_fits_the_plan_before_an_epoch_ends() -> None:
@@ -106,13 +107,13 @@ def test_the_pace_of_the_first_steps_fits_the_plan_before_an_epoch_ends() -> Non
     rows = ROWS * 15  # 30 steps an epoch: the pace is read after PACE_STEPS of them
     clock = StepClock(answer, seconds=1)
     _, outcome = _run(answer, epochs=3, rows=rows, clock=clock, max_train_minutes=70 / 60)
-    # 30 s an epoch plus validation: two fit in 70 s, decided before the first one ended
-    assert (outcome.planned_epochs, outcome.fitted_epochs) == (3, 2)
-    assert outcome.stopped == "completed" and len(outcome.history) == 2
-    assert outcome.metrics()["fitted_epochs"] == 2
+    # 1 s a step plus a share for validation: 49 more steps fit after the first 20
+    assert (outcome.planned_steps, outcome.fitted_steps) == (90, 69)
+    assert outcome.stopped == "completed" and len(outcome.history) == 3
+    assert outcome.metrics()["fitted_steps"] == 69 and clock() == 69
 
 
 def test_a_plan_that_fits_is_left_alone() -> None:
     answer = Scripted([0.5, 0.4, 0.3])
     _, outcome = _run(answer, epochs=3, clock=StepClock(answer, seconds=1))
-    assert (outcome.planned_epochs, outcome.fitted_epochs) == (3, 3)
+    assert (outcome.planned_steps, outcome.fitted_steps) == (6, 6)
