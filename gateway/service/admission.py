@@ -1,7 +1,8 @@
 """Admission: what happens between a checked request and the engine, and after it.
 
 A request is charged to its tenant's limits (its schema, if new, to the tenant's
-compile budget), waits for an engine slot in fair order, is pinned to the adapter
+compile budget; under outlines a client's schema is then built once in a sandbox, see
+``grammar_guard``), waits for an engine slot in fair order, is pinned to the adapter
 version current at that moment (a lease the registry honours across promotions and
 evictions), and measured; all of it is undone or recorded exactly once when it ends,
 however it ends. Its deadline starts here and bounds the wait and the engine work.
@@ -26,6 +27,7 @@ from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.registry import AdapterRegistry
 from gateway.service.deadline import Deadline
 from gateway.service.fair_queue import FairQueue
+from gateway.service.grammar_guard import OutlinesGuard
 from gateway.service.recording import RequestRecorder
 from gateway.service.schema_names import INLINE
 from gateway.service.types import PreparedChat
@@ -62,6 +64,7 @@ class AdmissionControl:
         schema_budget: SchemaBudget,
         request_timeout_s: float,
         capacity: int | None = None,
+        grammar_guard: OutlinesGuard | None = None,
     ):
         self.limiter = limiter
         self.adapters = adapters
@@ -73,6 +76,7 @@ class AdmissionControl:
         # Past it, new requests are refused at once: a queue without bound only turns
         # overload into timeouts for everyone and memory growth.
         self.capacity = capacity
+        self.grammar_guard = grammar_guard  # only where the engine runs outlines
         self.in_flight = 0
         self.recent_labels: OrderedDict[str, dict[str, str]] = OrderedDict()  # for queue time
 
@@ -121,6 +125,8 @@ class AdmissionControl:
         self.in_flight += 1
         code: str | None = "internal_error"
         try:
+            if self.grammar_guard is not None and schema is not None:
+                await deadline.bound(self.grammar_guard.check(schema))
             async with self._slot(tenant, deadline):
                 recorder.slot_taken(is_new_schema)
                 if prepared.adapter is None:

@@ -21,6 +21,7 @@ from gateway.registry.registry import AdapterRegistry
 from gateway.registry.store import AdapterVersion
 from gateway.service.admission import Admission, AdmissionControl
 from gateway.service.fair_queue import FairQueue
+from gateway.service.grammar_guard import OutlinesGuard
 from gateway.service.schemas import SchemaRegistry
 from gateway.service.types import ChatResult, ChatTask, PreparedChat, StreamDelta
 from gateway.service.validation import Constraint, check_output
@@ -52,6 +53,8 @@ class ChatService:
             SchemaBudget(settings.schema_compile_budget_per_minute),
             settings.request_timeout_s,
             capacity=settings.max_num_seqs + settings.max_waiting_requests,
+            grammar_guard=OutlinesGuard(settings.structured_backend)
+            if settings.structured_backend in ("outlines", "auto") else None,
         )  # fmt: skip
 
     def resolve_adapter(self, model: str | None, tenant: Tenant | None) -> AdapterVersion | None:

@@ -114,3 +114,36 @@ def wire_unsafe_integer(value: Any) -> int | None:
 def external_refs(value: Any) -> list[str]:
     refs = (node.get("$ref") for node in _objects(value))
     return [ref for ref in refs if isinstance(ref, str) and not ref.startswith("#")]
+
+
+def uses_keyword(schema: Any, keyword: str) -> bool:
+    """Whether any object in ``schema`` has ``keyword`` as a key."""
+    return any(keyword in node for node in _objects(schema))
+
+
+# outlines unrolls a counted repetition into its regex; inside a JSON string each copy can
+# hold an escaped quote, and the DFA doubles with each copy past about this many.
+OUTLINES_MAX_COUNT = 12
+_COUNTS = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+def outlines_hazard(schema: Any) -> str | None:
+    """The schema feature most likely to blow up outlines' automaton, in words, for the
+    message of a refusal; ``None`` when no such feature is found."""
+    for node in _objects(schema):
+        for key in ("minLength", "maxLength"):
+            bound = node.get(key)
+            if isinstance(bound, int) and bound > OUTLINES_MAX_COUNT:
+                return (
+                    f"{key} {bound} on a string (outlines unrolls each counted character; "
+                    f"more than {OUTLINES_MAX_COUNT} double its automaton with each one)"
+                )
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            counts = [int(n) for group in _COUNTS.findall(pattern) for n in group if n]
+            if counts and max(counts) > OUTLINES_MAX_COUNT:
+                return (
+                    f"pattern {excerpt(pattern)} repeats {max(counts)} times (outlines "
+                    "unrolls counted repetitions into its automaton)"
+                )
+    return None
