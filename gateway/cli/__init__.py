@@ -33,6 +33,8 @@ BENCHES = (
      "gateway.bench.classify.main", bench_main("gateway.bench.classify.main")),
     ("consistency", "fine-tuned + constrained against prompt-only baselines",
      "gateway.bench.consistency.main", cmd_bench_consistency),
+    ("neighbours", "a flooding tenant next to a light one, fair share off and on",
+     "gateway.bench.neighbours", bench_main("gateway.bench.neighbours")),
     ("perf", "gateway vs bare AsyncLLM vs vllm serve, alternating rounds, ratios",
      "gateway.bench.perf.main", bench_main("gateway.bench.perf.main")),
     ("runtime", "CPU runtime settings (LD_PRELOAD, thread binding) against each other",
