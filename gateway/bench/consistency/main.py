@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=Path, default=BANKING77 / "train.csv",
                         help="labelled CSV the few-shot examples come from")  # fmt: skip
     parser.add_argument("--adapter", default="banking77", help="adapter name in the store")
-    parser.add_argument("--version", default="v2", help="adapter version in the store")
+    parser.add_argument("--version", default="v3", help="adapter version in the store")
     parser.add_argument("--per-class", type=int, default=1, help="test items per label")
     parser.add_argument("--k", type=int, default=5, help="few-shot examples")
     parser.add_argument("--max-items", type=int, help="keep the first N sampled items (smoke runs)")
