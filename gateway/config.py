@@ -236,6 +236,13 @@ class Settings(BaseSettings):
     classify_max_tokens: int = Field(
         default=96, ge=16, description="Output token budget of a /v1/classify answer."
     )
+    classify_input_correction: bool = Field(
+        default=True,
+        description="Before /v1/classify reads a message, rewrite words its adapter never saw "
+        "in training to the nearest word it did (one typo away), give lower-case words their "
+        "usual casing and collapse repeated spaces, ! and ?, using the lexicon in the adapter's "
+        "manifest. The answer's X-Gateway-Input-Corrections header counts the words changed.",
+    )
 
     # Deadlines and sharing the engine between tenants
     request_timeout_s: float = Field(

@@ -49,6 +49,7 @@ async def classify(
     headers = adapter_headers(found.adapter, found.version, services)
     headers["X-Gateway-Attempts"] = str(found.attempts)
     headers["X-Gateway-Confidence"] = confidence_header(found)
+    headers["X-Gateway-Input-Corrections"] = str(found.input_corrections)
     return JSONResponse(response.model_dump(), headers=headers)
 
 

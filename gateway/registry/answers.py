@@ -3,8 +3,9 @@
 ``answer``: the decision token of each label (absent: a legacy adapter that writes the
 whole JSON object). ``calibration``: the temperature fitted on validation (absent: serve
 uncalibrated probabilities, never fail). ``escalation``: the adapter's default threshold
-and escalation labels. Training writes them (``gateway.training``); a block that is
-present but malformed makes the version invalid, so nothing is served half-read.
+and escalation labels. ``lexicon``: the training texts' words, to undo typos and casing.
+Training writes them (``gateway.training``); a block that is present but malformed makes
+the version invalid, so nothing is served half-read.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 from typing import Any
 
 from gateway.calibration import EscalationPolicy
+from gateway.common.lexicon import LEXICON_FORMAT, LEXICON_VERSION, Lexicon
 from gateway.common.prompts import DecisionToken
 from gateway.errors import AdapterInvalid
 
@@ -91,6 +93,29 @@ def read_escalation(
     if unknown:
         raise AdapterInvalid(f"{where}: manifest escalation.labels {unknown} are not its labels")
     return EscalationPolicy(float(threshold), frozenset(names))
+
+
+def read_lexicon(manifest: dict[str, Any], where: str) -> Lexicon | None:
+    """The training texts' words and counts (absent: the input is read as sent)."""
+    block = manifest.get("lexicon")
+    if block is None:
+        return None
+    words = block.get("words") if isinstance(block, dict) else None
+    if (
+        not isinstance(block, dict)
+        or (block.get("format"), block.get("version")) != (LEXICON_FORMAT, LEXICON_VERSION)
+        or not isinstance(block.get("capitalize_first"), bool)
+        or not isinstance(words, dict)
+        or not all(
+            isinstance(w, str) and w.isascii() and w.isalpha() and _is_index(c) and c > 0
+            for w, c in words.items()
+        )
+    ):
+        raise AdapterInvalid(
+            f"{where}: manifest lexicon must be format {LEXICON_FORMAT!r} version "
+            f"{LEXICON_VERSION} with capitalize_first and words {{letters: count > 0}}"
+        )
+    return Lexicon(words, block["capitalize_first"])
 
 
 def _is_number(value: Any) -> bool:

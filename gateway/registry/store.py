@@ -18,10 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import errors
 from gateway.calibration import EscalationPolicy
+from gateway.common.lexicon import Lexicon
 from gateway.common.names import excerpt, require_name
 from gateway.common.prompts import DecisionToken
 from gateway.errors import AdapterInvalid
-from gateway.registry.answers import read_answer, read_escalation, read_temperature
+from gateway.registry.answers import (
+    read_answer,
+    read_escalation,
+    read_lexicon,
+    read_temperature,
+)
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -74,6 +80,7 @@ class AdapterVersion:
     answer: tuple[DecisionToken, ...] | None = None  # None: legacy, answers in JSON
     temperature: float | None = None  # None: uncalibrated
     escalation: EscalationPolicy | None = None  # the adapter's default policy
+    lexicon: Lexicon | None = None  # None: classify reads the text as sent
 
     @property
     def calibrated(self) -> bool:
@@ -278,4 +285,5 @@ def classify_fields(manifest: dict[str, Any], where: str) -> dict[str, Any]:
         "answer": read_answer(manifest, labels, where),
         "temperature": read_temperature(manifest, where),
         "escalation": read_escalation(manifest, labels, where),
+        "lexicon": read_lexicon(manifest, where),
     }

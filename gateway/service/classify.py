@@ -55,6 +55,7 @@ class Classification:
     escalation: EscalationPolicy  # the policy applied (tenant overrides included)
     escalation_reason: str | None  # "escalation_label", "low_confidence" or None
     top_k: tuple[tuple[str, float], ...] | None  # asked for: (label, probability), best first
+    input_corrections: int = 0  # words of the message rewritten to the adapter's spelling
 
     @property
     def calibrated(self) -> bool:
@@ -79,6 +80,7 @@ class PreparedClassify:
     temperature: float | None
     escalation: EscalationPolicy
     top_k: int | None
+    input_corrections: int  # words of the message rewritten to the adapter's spelling
 
 
 class ClassifyService:
@@ -123,6 +125,7 @@ class ClassifyService:
             raise errors.InvalidRequest("text is empty or only whitespace", param="text")
         adapter = self.chat.resolve_adapter(adapter_name, tenant)
         profile = adapter or self.base_profile  # what answers: the LoRA's or the merged one's
+        text, corrections = self._canonical(profile, text)
         labels = self.labels_for(profile)
         tokens = self._decision_tokens(profile, labels)
         _check_top_k(top_k, len(labels), legacy=tokens is None)
@@ -140,7 +143,9 @@ class ClassifyService:
                 task, adapter, Constraint(schema=schema), tenant, endpoint="classify"
             )
             chat = replace(chat, params=replace(chat.params, logprobs=0))
-            return PreparedClassify(chat, model, labels, None, None, escalation, top_k)
+            return PreparedClassify(
+                chat, model, labels, None, None, escalation, top_k, corrections
+            )
         task = ChatTask(
             messages=classify_messages(prompt or label_system_prompt(labels, tokens), text),
             max_tokens=1,
@@ -150,7 +155,9 @@ class ClassifyService:
         ids = tuple(token.token_id for token in tokens)
         chat = replace(chat, params=replace(chat.params, logprob_token_ids=ids))
         temperature = profile.temperature if profile else None
-        return PreparedClassify(chat, model, labels, tokens, temperature, escalation, top_k)
+        return PreparedClassify(
+            chat, model, labels, tokens, temperature, escalation, top_k, corrections
+        )
 
     async def run(self, prepared: PreparedClassify) -> Classification:
         result = await self.chat.complete(prepared.chat)
@@ -189,6 +196,15 @@ class ClassifyService:
         return await self.run(self.prepare(text, adapter_name, tenant, top_k))
 
     # internals ------------------------------------------------------------------------
+    def _canonical(self, profile: AdapterVersion | None, text: str) -> tuple[str, int]:
+        """The text in its adapter's training spelling (``gateway.common.lexicon``), and
+        how many words that changed; as sent where correction is off or no lexicon."""
+        lexicon = profile.lexicon if profile else None
+        if lexicon is None or not self.chat.settings.classify_input_correction:
+            return text, 0
+        canonical = lexicon.canonical(text)
+        return canonical.text, canonical.corrections
+
     def _decision_tokens(
         self, adapter: AdapterVersion | None, labels: tuple[str, ...]
     ) -> tuple[DecisionToken, ...] | None:
@@ -248,6 +264,7 @@ class ClassifyService:
             escalation=prepared.escalation,
             escalation_reason=reason,
             top_k=top_k,
+            input_corrections=prepared.input_corrections,
         )
 
 

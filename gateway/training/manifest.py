@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from gateway.common.digest import canonical_digest
+from gateway.common.lexicon import Lexicon
 from gateway.fileio import write_json_atomic
 from gateway.models import ModelInfo
 from gateway.training.schedule import Plan
@@ -81,4 +82,7 @@ def build_manifest(
         "versions": tool_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "launch": " ".join(["gateway", *sys.argv[1:]]),
-    }
+        # classify reads messages in the training texts' spelling and casing
+        **({"lexicon": Lexicon.from_texts(e.text for e in data.train).block()}
+           if data.labels else {}),
+    }  # fmt: skip

@@ -31,7 +31,9 @@ KIND = "merged"  # the provenance ``kind`` of a model this module wrote
 # The adapter manifest's blocks ``/v1/classify`` serves an adapter by (label set, prompt,
 # schema, decision tokens, calibration, escalation), copied as they are: the merged
 # model's ``classify`` section reads with the same rules, and a block absent stays absent.
-CLASSIFY_KEYS = ("labels", "system_prompt", "schema", "answer", "calibration", "escalation")
+CLASSIFY_KEYS = (
+    "labels", "system_prompt", "schema", "answer", "calibration", "escalation", "lexicon",
+)  # fmt: skip
 
 
 class MergeRefused(ValueError):

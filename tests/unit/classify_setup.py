@@ -20,6 +20,9 @@ LABELS = list(DEMO_LABELS)  # password_reset, billing_inquiry, technical_support
 SHARED = ["card_arrival", "card_linking", "cash_withdrawal"]  # one first letter: codes
 TEMPERATURE = 2.0
 THRESHOLD = 0.5
+# what training writes for texts like "I was charged twice" (see gateway.common.lexicon)
+LEXICON = {"format": "word_counts", "version": 1, "capitalize_first": True,
+           "words": {"I": 4, "was": 3, "charged": 3, "twice": 2}}  # fmt: skip
 
 
 def answer_block(labels: list[str]) -> dict[str, Any]:
@@ -42,7 +45,7 @@ def escalation_block(threshold: float = THRESHOLD, labels: list[str] | None = No
 def classify_settings(tmp_path: Path) -> Settings:
     """plain: no labels; legacy: labels, JSON answers; coded: decision-token codes,
     uncalibrated; calibrated: T and an escalation default; forged: a token id that is not
-    its text's."""
+    its text's; lexical: decision tokens and a lexicon."""
     store = tmp_path / "store"
     forged = answer_block(LABELS)
     forged["tokens"][0]["id"] = 999
@@ -55,6 +58,7 @@ def classify_settings(tmp_path: Path) -> Settings:
             "escalation": escalation_block(labels=["password_reset"]),
         }),
         "forged": (LABELS, {"answer": forged}),
+        "lexical": (LABELS, {"answer": answer_block(LABELS), "lexicon": LEXICON}),
     }  # fmt: skip
     for name, (labels, extra) in folders.items():
         make_peft_folder(store / name / "v1", labels=labels, extra=extra)

@@ -43,6 +43,30 @@ def test_the_answer_carries_top_k_and_escalation(client: TestClient, engine: Fak
     assert ranked[0]["probability"] == body["confidence"]
 
 
+def test_a_typo_is_read_as_the_training_spelling_and_counted(
+    tmp_path: Path, client: TestClient, engine: FakeEngine
+) -> None:
+    clean = classify(client, adapter="lexical")
+    prompt = engine.calls[-1].prompt_token_ids
+    typed = classify(client, adapter="lexical", text="i was chraged  twcie")
+    assert typed.status_code == 200, typed.text
+    assert engine.calls[-1].prompt_token_ids == prompt  # the model read the same message
+    assert typed.json()["intent"] == clean.json()["intent"]
+    assert typed.headers["x-gateway-input-corrections"] == "3"  # I, charged, twice
+    assert clean.headers["x-gateway-input-corrections"] == "0"
+    assert classify(client, adapter="calibrated").headers["x-gateway-input-corrections"] == "0"
+
+
+def test_input_correction_can_be_turned_off(tmp_path: Path, engine: FakeEngine) -> None:
+    settings = classify_settings(tmp_path).model_copy(update={"classify_input_correction": False})
+    for client in started_client(settings, engine):
+        classify(client, adapter="lexical")
+        prompt = engine.calls[-1].prompt_token_ids
+        typed = classify(client, adapter="lexical", text="I was chraged twice")
+        assert engine.calls[-1].prompt_token_ids != prompt
+        assert typed.headers["x-gateway-input-corrections"] == "0"
+
+
 def test_top_k_all_sums_to_one_over_http(client: TestClient, engine: FakeEngine) -> None:
     ranked = classify(client, top_k=len(LABELS)).json()["top_k"]
     assert abs(math.fsum(r["probability"] for r in ranked) - 1) < 1e-9
@@ -69,7 +93,7 @@ def test_uncalibrated_models_say_so(client: TestClient, engine: FakeEngine) -> N
     cards = {card["id"]: card["calibrated"] for card in client.get("/v1/models").json()["data"]}
     assert cards == {
         "base": False, "plain": False, "legacy": False, "coded": False, "calibrated": True,
-        "forged": False,
+        "forged": False, "lexical": False,
     }  # fmt: skip
 
 

@@ -24,6 +24,8 @@ ANSWER = {
 }  # fmt: skip
 CALIBRATION = {"method": "temperature", "temperature": 1.42, "fit_on": "validation"}
 ESCALATION = {"threshold": 0.6, "labels": ["other"], "target_accuracy": 0.95}
+LEXICON = {"format": "word_counts", "version": 1, "capitalize_first": True,
+           "words": {"charged": 3, "twice": 2}}  # fmt: skip
 
 
 def inspect(tmp_path: Path, labels: list[str] | None = LABELS, **extra: Any):
@@ -38,9 +40,16 @@ def test_the_blocks_are_read(tmp_path: Path) -> None:
     assert found.escalation == EscalationPolicy(0.6, frozenset({"other"}))
 
 
+def test_the_lexicon_is_read(tmp_path: Path) -> None:
+    found = inspect(tmp_path, lexicon=LEXICON)
+    assert found.lexicon is not None
+    assert found.lexicon.canonical("chraged twcie").text == "Charged twice"
+
+
 def test_an_older_adapter_has_none(tmp_path: Path) -> None:
     found = inspect(tmp_path)
     assert (found.answer, found.temperature, found.escalation) == (None, None, None)
+    assert found.lexicon is None
     assert not found.calibrated
 
 
@@ -77,6 +86,13 @@ BILLING, OTHER = ANSWER["tokens"]
         (LABELS, {"escalation": {**ESCALATION, "labels": "other"}}, "list of strings"),
         (LABELS, {"escalation": {**ESCALATION, "labels": ["weather"]}}, "not its labels"),
         (LABELS, {"escalation": "high"}, "threshold must be"),
+        (LABELS, {"lexicon": {**LEXICON, "version": 2}}, "lexicon must be format"),
+        (LABELS, {"lexicon": {**LEXICON, "capitalize_first": "yes"}}, "lexicon must be"),
+        (LABELS, {"lexicon": {**LEXICON, "words": {"twice": 0}}}, "lexicon must be"),
+        (LABELS, {"lexicon": {**LEXICON, "words": {"two words": 1}}}, "lexicon must be"),
+        (LABELS, {"lexicon": {**LEXICON, "words": {"caf\u00e9": 1}}}, "lexicon must be"),
+        (LABELS, {"lexicon": {**LEXICON, "words": ["charged"]}}, "lexicon must be"),
+        (LABELS, {"lexicon": "words"}, "lexicon must be"),
     ],
 )  # fmt: skip
 def test_a_malformed_block_makes_the_version_invalid(

@@ -6,6 +6,7 @@ Tests marked ``heavy`` need the provisioned base model (its tokenizer, or all of
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -39,6 +40,11 @@ def test_tiny_run_writes_a_loadable_adapter(tmp_path: Path, base: ModelInfo) -> 
     adapter = AdapterStore(tmp_path / "store", limits(base)).inspect("tiny", "v1")
     assert adapter.labels == ("billing", "other")
     assert adapter.system_prompt == manifest["system_prompt"]
+    # the lexicon holds the training split's words: held-out texts add none
+    words = [re.findall("[A-Za-z]+", text) for text, _ in ROWS]
+    assert adapter.lexicon is not None
+    assert set(adapter.lexicon.counts) <= {w for ws in words for w in ws}
+    assert 0 < sum(adapter.lexicon.counts.values()) < sum(map(len, words))
     # trained on another base -> refused
     other = StoreLimits("0" * 64, 16, frozenset(ALL_LINEAR), 10**9)
     with pytest.raises(AdapterInvalid, match="another base model"):
