@@ -143,9 +143,7 @@ class ClassifyService:
                 task, adapter, Constraint(schema=schema), tenant, endpoint="classify"
             )
             chat = replace(chat, params=replace(chat.params, logprobs=0))
-            return PreparedClassify(
-                chat, model, labels, None, None, escalation, top_k, corrections
-            )
+            return PreparedClassify(chat, model, labels, None, None, escalation, top_k, corrections)
         task = ChatTask(
             messages=classify_messages(prompt or label_system_prompt(labels, tokens), text),
             max_tokens=1,
