@@ -157,7 +157,7 @@ class Settings(BaseSettings):
         "atomically); unset = `<adapter_store>/registry.json`.",
     )
     adapters: dict[str, str] = Field(
-        default_factory=lambda: {"demo": "v1", "banking77": "v3"},
+        default_factory=lambda: {"demo": "v1", "banking77": "v4"},
         description="Name -> version registered at start if missing; a new name becomes "
         "current, an existing alias stays where it is. `gateway serve --adapter NAME=VERSION` "
         "adds to it.",

@@ -57,7 +57,7 @@ port: 8080
 structured_backend: guidance
 adapters:
   demo: v1
-  banking77: v3
+  banking77: v4
 auth_mode: tenants
 tenants_file: /etc/gateway/tenants.yaml
 max_tokens_cap: 512
