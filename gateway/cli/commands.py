@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -112,11 +113,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     with mistakes(DataCheckFailed, AdapterInvalid, AdapterVersionExists, ModelError):
         out = train(cfg, base, store_limits(settings, base))
     print(f"adapter written to {out}", flush=True)
-    if cfg.evaluate:
-        from gateway.evaluation import evaluate_adapter
-
-        evaluate_adapter(out, cfg, settings)
-    return 0
+    if not cfg.evaluate:
+        return 0
+    # Evaluation starts the engine in a fresh process: torch keeps the memory training
+    # freed, and the engine's reservation (gpu_memory_utilization) would not fit beside it.
+    config = ["--config", str(args.config)] if args.config else []
+    command = [sys.executable, "-m", "gateway.cli", "eval", *config, *args.overrides]
+    return subprocess.run(command, check=False).returncode
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

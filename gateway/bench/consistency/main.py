@@ -20,7 +20,7 @@ from gateway.bench.consistency.report import render, table
 from gateway.bench.consistency.run import load_items, load_rows, run_all
 from gateway.bench.consistency.score import parse_answer, parse_decision, score_arm
 from gateway.bench.data import BANKING77, shown
-from gateway.config import REPO_ROOT
+from gateway.config import REPO_ROOT, Settings
 from schemas import intent_model
 
 DEFAULT_PERTURBATIONS = (
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=Path, default=BANKING77 / "train.csv",
                         help="labelled CSV the few-shot examples come from")  # fmt: skip
     parser.add_argument("--adapter", default="banking77", help="adapter name in the store")
-    parser.add_argument("--version", default="v3", help="adapter version in the store")
+    parser.add_argument("--version", default="v4", help="adapter version in the store")
     parser.add_argument("--per-class", type=int, default=1, help="test items per label")
     parser.add_argument("--k", type=int, default=5, help="few-shot examples")
     parser.add_argument("--max-items", type=int, help="keep the first N sampled items (smoke runs)")
@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
             url = gateway.url
+            # the launched gateway reads the same environment
+            meta["input_correction"] = Settings().classify_input_correction
         meta["gateway"] = url
         results = asyncio.run(
             run_all(url, args.key, arms, items, schema, labels, args.concurrency, out, meta)

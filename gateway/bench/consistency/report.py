@@ -65,6 +65,15 @@ def best_arm(results: dict[str, Any]) -> str:
     return max(results["arms"], key=lambda n: results["arms"][n]["accuracy"] or 0.0)
 
 
+CORRECTION = {
+    True: "Input correction (`classify_input_correction`, docs/adapters.md) on: "
+    "`/v1/classify` read each message in the adapter's training spelling.",
+    False: "Input correction (`classify_input_correction`) off: `/v1/classify` read each "
+    "message as sent.",
+    None: "Input correction: as the gateway at that address is configured.",
+}
+
+
 def render(results: dict[str, Any], out: Path) -> Path:
     charts = write_charts(results, out)
     meta = results["meta"]
@@ -77,7 +86,8 @@ def render(results: dict[str, Any], out: Path) -> Path:
         f"Data: {meta['items']} items ({meta['per_class']} per class, seed {meta['seed']}) "
         f"from `{meta['data']}`, each with {meta['variants'] - 1} meaning-preserving variants "
         f"({', '.join(meta['perturbations'])}); {meta['requests_per_arm']} requests per arm. "
-        f"Adapter `{meta['adapter']}`, few-shot k={meta['k']}, gateway `{meta['gateway']}`.",
+        f"Adapter `{meta['adapter']}`, few-shot k={meta['k']}, gateway `{meta['gateway']}`. "
+        f"{CORRECTION[meta.get('input_correction')]}",
         "",
         "Accuracy and macro-F1 are on the original texts; JSON/schema rates over every request; "
         "consistency is the share of items whose variants all got the same valid label. "
