@@ -97,6 +97,44 @@ def test_disconnected_clients_have_their_engine_work_aborted(gateway: Gateway) -
     assert metric(text, "gateway_engine_requests", state="running") <= 1
 
 
+def test_requests_past_their_deadline_get_504_and_their_engine_work_is_aborted(
+    gateway: Gateway,
+) -> None:
+    text = gateway.get("/metrics", key=METRICS_KEY).text
+    expired_before = metric(text, "gateway_deadline_exceeded_total", tenant="alpha")
+    headers = {"Authorization": f"Bearer {gateway.key}", "X-Request-Timeout": "1.5"}
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:  # ~15 s of decoding, allowed 1.5 s
+        url = gateway.url + "/v1/chat/completions"
+        answers.append(httpx.post(url, json=long_body(200, 500), headers=headers, timeout=60))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    # A stream past its deadline ends with an error event and no [DONE].
+    stream_body = {**long_body(200, 500), "stream": True}
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=stream_body,
+                      headers=headers, timeout=60) as stream:  # fmt: skip
+        assert stream.status_code == 200
+        events = [line for line in stream.iter_lines() if line.startswith("data: ")]
+    for t in threads:
+        t.join()
+    for answer in answers:
+        assert answer.status_code == 504, answer.text
+        assert answer.json()["error"]["code"] == "deadline_exceeded"
+    assert events[-1] != "data: [DONE]"
+    assert json.loads(events[-1].removeprefix("data: "))["error"]["code"] == "deadline_exceeded"
+    text = gateway.get("/metrics", key=METRICS_KEY).text
+    assert metric(text, "gateway_deadline_exceeded_total", tenant="alpha") == expired_before + 3
+    assert metric(text, "gateway_requests_running", tenant="alpha") == 0
+    # The engine dropped all three: during a short request made now it runs only that one.
+    short = gateway.post("/v1/chat/completions", long_body(3, 20))
+    assert short.status_code == 200
+    text = gateway.get("/metrics", key=METRICS_KEY).text
+    assert metric(text, "gateway_engine_requests", state="running") <= 1
+
+
 @pytest.fixture
 def own_gateway(tmp_path: Path) -> Iterator[RunningGateway]:
     store = tmp_path / "store"
