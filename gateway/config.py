@@ -304,6 +304,64 @@ class Settings(BaseSettings):
         "its own from its manifest.",
     )
 
+    # Fine-tuning over the API (/v1/files, /v1/fine_tuning/jobs; docs/fine-tuning.md)
+    finetune_dir: Path | None = Field(
+        default=None,
+        description="Folder of uploaded training files, the job database and job work "
+        "folders; unset = the fine-tuning API is off (404 fine_tuning_disabled).",
+    )
+    finetune_max_file_bytes: int = Field(
+        default=50_000_000,
+        ge=1024,
+        description="Largest file a tenant may upload to /v1/files; a larger one gets "
+        "413 file_too_large.",
+    )
+    finetune_max_active_jobs: int = Field(
+        default=2,
+        ge=1,
+        description="Jobs one tenant may have queued or running at once; one more gets 429 "
+        "fine_tuning_job_limit.",
+    )
+    finetune_tokens_per_day: int = Field(
+        default=5_000_000,
+        ge=1,
+        description="Training tokens (examples x epochs) one tenant may use in any 24 hours; "
+        "past it a new job gets 429 training_token_budget_exceeded and a running one fails "
+        "with that code.",
+    )
+    finetune_max_running_jobs: int = Field(
+        default=1,
+        ge=1,
+        description="Jobs trained at the same time, gateway-wide; the rest wait queued in "
+        "creation order.",
+    )
+    finetune_worker_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Torch threads of a training worker; keep it below the core count so "
+        "serving keeps a core.",
+    )
+    finetune_worker_nice: int = Field(
+        default=19,
+        ge=0,
+        le=19,
+        description="Nice increment of the training worker process: 19 = it gets CPU only "
+        "when serving leaves some.",
+    )
+    finetune_max_minutes: float = Field(
+        default=60,
+        gt=0,
+        allow_inf_nan=False,
+        description="Training time budget of one job (the recipe's max_train_minutes: the "
+        "schedule is fitted to it).",
+    )
+    finetune_cancel_grace_s: float = Field(
+        default=10,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds a cancelled worker has to stop after SIGTERM before SIGKILL.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

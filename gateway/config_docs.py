@@ -28,6 +28,7 @@ SECTIONS = {
     "request_timeout_s": "Deadlines and sharing the engine",
     "auth_mode": "Tenancy and keys",
     "intent_labels": "Classification on the base model",
+    "finetune_dir": "Fine-tuning over the API",
 }
 
 HEADER = """# Configuration

@@ -224,6 +224,58 @@ class AdapterUnavailable(GatewayError):
     retryable = True
 
 
+class FineTuningDisabled(GatewayError):
+    """The operator has not set ``finetune_dir``: no files, no jobs."""
+
+    status_code = 404
+    code = "fine_tuning_disabled"
+    error_type = "not_found_error"
+
+
+class FileNotFound(InvalidRequest):
+    """No such file for this tenant (another tenant's file is not found either)."""
+
+    status_code = 404
+    code = "file_not_found"
+    error_type = "not_found_error"
+
+
+class JobNotFound(InvalidRequest):
+    """No such fine-tuning job for this tenant (another tenant's job is not found either)."""
+
+    status_code = 404
+    code = "fine_tuning_job_not_found"
+    error_type = "not_found_error"
+
+
+class FileTooLarge(BodyTooLarge):
+    code = "file_too_large"
+
+
+class InvalidFile(InvalidRequest):
+    """An upload or a job's file that training could not read (format, encoding, rows)."""
+
+    code = "invalid_file"
+
+
+class JobNotCancellable(Conflict):
+    """The job has already ended (succeeded, failed or cancelled)."""
+
+    code = "job_not_cancellable"
+
+
+class JobLimitReached(RateLimited):
+    """The tenant has ``finetune_max_active_jobs`` jobs queued or running."""
+
+    code = "fine_tuning_job_limit"
+
+
+class TrainingTokensExceeded(RateLimited):
+    """The tenant's training tokens of the last 24 hours reached ``finetune_tokens_per_day``."""
+
+    code = "training_token_budget_exceeded"
+
+
 Failure = TypeVar("Failure", bound=GatewayError)
 
 

@@ -19,11 +19,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from gateway import errors
-from gateway.api import admin, chat, classify, health, metrics, models
+from gateway.api import admin, admin_console, chat, classify, console, health, metrics, models
 from gateway.api import errors as api_errors
+from gateway.api import files as files_api
+from gateway.api import fine_tuning as fine_tuning_api
 from gateway.config import Settings
 from gateway.engine.factory import default_engine
 from gateway.engine.types import EngineClient
+from gateway.finetune.service import FineTuning
 from gateway.models import ModelInfo
 from gateway.service import Services
 
@@ -39,16 +42,17 @@ class BodyLimit:
     body it cannot read) keeps it as the cause, which ``api.errors`` answers with.
     """
 
-    def __init__(self, app: Any, max_bytes: int, upload_max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, upload_max_bytes: int, file_max_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
-        self.upload_max_bytes = upload_max_bytes  # adapter archives are larger than requests
+        # adapter archives and training files are larger than requests
+        self.limits = {UPLOAD_PATH: upload_max_bytes, FILES_PATH: file_max_bytes}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload_max_bytes if scope["path"] == UPLOAD_PATH else self.max_bytes
+        limit = self.limits.get(scope["path"], self.max_bytes)
         too_large = errors.BodyTooLarge(f"the request body is over {limit} bytes")
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -77,6 +81,8 @@ class BodyLimit:
 
 
 UPLOAD_PATH = "/admin/adapters/upload"
+FILES_PATH = "/v1/files"
+MULTIPART_BYTES = 64 * 1024  # room for the form's own parts around an uploaded file
 
 
 async def start_services(
@@ -97,6 +103,12 @@ async def start_services(
         for name in services.adapters.names()[: settings.max_cpu_loras]:
             await services.adapters.load(name)  # warm the current versions
         app.state.services = services
+        if settings.finetune_dir is not None:  # after the registry: jobs register into it
+            finetune = FineTuning.build(
+                settings, settings.finetune_dir, base, services.adapters, services.metrics
+            )
+            finetune.start()
+            app.state.finetune = finetune
         log.info("gateway ready: base=%s adapters=%s", base.name, services.adapters.names())
         print(ready_banner(settings), flush=True)
     except Exception as exc:
@@ -170,6 +182,9 @@ def create_app(
         yield
         starting.cancel()
         watchdog.cancel()
+        finetune = getattr(app.state, "finetune", None)
+        if finetune is not None:  # its worker is stopped and its job fails as interrupted
+            await finetune.stop()
         engine = getattr(app.state, "engine", None)
         if engine is not None and hasattr(engine, "shutdown"):
             engine.shutdown()
@@ -189,6 +204,10 @@ def create_app(
         chat.router,
         classify.router,
         admin.router,
+        files_api.router,
+        fine_tuning_api.router,
+        admin_console.router,
+        console.router,
     )
     for router in routers:
         app.include_router(router)
@@ -196,5 +215,6 @@ def create_app(
         BodyLimit,
         max_bytes=settings.max_body_bytes,
         upload_max_bytes=settings.max_adapter_bytes,
+        file_max_bytes=settings.finetune_max_file_bytes + MULTIPART_BYTES,
     )
     return app

@@ -4,11 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# A real Prometheus server (and promtool) for the metrics tests: Debian's package.
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+# Debian's packages: a real Prometheus server (and promtool) for the metrics tests, and
+# Chromium (with a font) for the console's browser tests; Playwright drives that Chromium
+# and never downloads a browser of its own.
+missing=()
+{ command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
+[ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
+if [ ${#missing[@]} -gt 0 ]; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}"
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

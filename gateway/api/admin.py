@@ -6,6 +6,8 @@ what changed. Tenant keys are returned once, when issued, and stored only as has
 
 from __future__ import annotations
 
+import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ from gateway.registry.store import check_name, parse_store_path
 from gateway.tenancy import Tenant, TenantSettings, generate_key, hash_key
 
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 503)}
+log = logging.getLogger(__name__)
+# What the console shows of a version's evaluation (validation split), when recorded.
+EVALUATION_KEYS = ("items", "accuracy", "macro_f1", "schema_valid_rate", "ece", "brier", "auroc")
 router = APIRouter(
     prefix="/admin",
     tags=["admin"],
@@ -32,10 +37,17 @@ router = APIRouter(
 @router.get("/adapters")
 async def list_adapters(services: ServicesDep) -> dict[str, Any]:
     residency = services.adapters.residency
+    adapters = services.adapters.describe()
+    for adapter in adapters:  # the numbers its training recorded, for the console
+        for version in adapter["versions"]:
+            folder = services.adapters.store.root / adapter["name"] / version["version"]
+            version["evaluation"] = evaluation_summary(_manifest(folder))
     return {
-        "adapters": services.adapters.describe(),
+        "adapters": adapters,
         "engine": {"loaded": residency.num_loaded, "capacity": residency.capacity,
                    "events": dict(residency.events)},
+        "base_model": services.settings.served_model_name,
+        "schemas": services.schemas.names,
     }  # fmt: skip
 
 
@@ -119,6 +131,32 @@ async def issue_key(name: str, services: ServicesDep) -> dict[str, Any]:
 async def delete_tenant(name: str, services: ServicesDep) -> dict[str, Any]:
     require_name(name, "name")
     return {"tenant": name, "deleted": services.tenants.delete(name)}
+
+
+def evaluation_summary(manifest: dict[str, Any]) -> dict[str, float] | None:
+    """The headline numbers of a manifest: its validation split's scores and, when
+    calibrated, the temperature; None for a version trained without evaluation."""
+    evaluation = manifest.get("evaluation")
+    split = evaluation.get("validation") if isinstance(evaluation, dict) else None
+    split = split if isinstance(split, dict) else {}
+    calibration = manifest.get("calibration")
+    found = {
+        **{key: split.get(key) for key in EVALUATION_KEYS},
+        "temperature": calibration.get("temperature") if isinstance(calibration, dict) else None,
+    }
+    numbers = {k: v for k, v in found.items() if type(v) in (int, float)}  # not bools
+    return numbers or None
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    """The manifest the store validated at registration; a file changed on disk since
+    costs its numbers (logged), not the whole listing."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("admin: cannot read %s/manifest.json: %s", folder, exc)
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def _version(body: OptionalVersion | None) -> str | None:

@@ -1,4 +1,4 @@
-"""``gateway serve | train | eval | bench | model | adapters | keys | schemas | config``.
+"""``gateway serve | train | eval | bench | model | adapters | console | keys | schemas | config``.
 
 A mistake of the user (a missing file, a bad row or value, an occupied port, a server
 that does not answer) raises ``UsageError`` where it is found, before any model loads;
@@ -23,6 +23,7 @@ from gateway.cli.commands import (
     cmd_serve,
     cmd_train,
 )
+from gateway.cli.console import add_console_commands
 from gateway.cli.model import add_model_commands
 from gateway.common.usage import UsageError
 
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_commands(sub)
 
     add_adapters_commands(sub)
+
+    add_console_commands(sub)
 
     keys = sub.add_parser("keys", help="API keys for tenants.yaml (only hashes are stored)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

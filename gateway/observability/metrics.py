@@ -145,6 +145,19 @@ class GatewayMetrics:
             "gateway_engine_kv_cache_usage_ratio", "Share of the engine's KV cache in use.",
             registry=r,
         )  # fmt: skip
+        self.finetune_jobs = Gauge(
+            "gateway_fine_tuning_jobs", "Fine-tuning jobs by status (all tenants).",
+            ("status",), registry=r,
+        )  # fmt: skip
+        self.finetune_queue = Gauge(
+            "gateway_fine_tuning_queue_length", "Fine-tuning jobs queued, waiting for a worker.",
+            registry=r,
+        )  # fmt: skip
+        self.finetune_tokens_per_second = Gauge(
+            "gateway_fine_tuning_tokens_per_second",
+            "Training tokens per second of the running jobs together (0 when none runs).",
+            registry=r,
+        )  # fmt: skip
         self.build = Info("gateway_build", "Version, base model and engine settings.", registry=r)
         self.ready = Gauge("gateway_ready", "1 when the engine can generate.", registry=r)
 

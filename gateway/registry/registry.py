@@ -84,6 +84,15 @@ class AdapterRegistry:
             raise errors.AdapterNotFound(f"the model {name!r} does not exist", param="model")
         return self._versions[(name, alias.current)]
 
+    def version(self, name: str, version: str | None) -> AdapterVersion:
+        """A registered version (None: the current one)."""
+        if version is None:
+            return self.current(name)
+        found = self._versions.get((name, version))
+        if found is None:
+            raise errors.AdapterNotFound(f"adapter {name!r} has no version {version!r}")
+        return found
+
     def names(self) -> list[str]:
         return list(self.state.aliases)
 
@@ -141,19 +150,19 @@ class AdapterRegistry:
             return {"name": name, "previous": previous, "current": current}
 
     async def load(self, name: str, version: str | None = None) -> dict[str, Any]:
-        found = self._version(name, version)
+        found = self.version(name, version)
         loaded = await self.residency.load(self.lora_ref(found))
         return {"loaded": f"{found.name}/{found.version}", "changed": loaded}
 
     async def unload(self, name: str, version: str | None = None) -> dict[str, Any]:
-        found = self._version(name, version)
+        found = self.version(name, version)
         unloaded = await self.residency.unload(self._lora_ids[(found.name, found.version)])
         return {"unloaded": f"{found.name}/{found.version}", "changed": unloaded}
 
     async def delete(self, name: str, version: str) -> dict[str, Any]:
         """Unregister and remove the files; refused for a current or busy version."""
         async with self._lock(name):
-            found = self._version(name, version)
+            found = self.version(name, version)
             aliases = self.state.snapshot()
             st.remove_version(aliases, name, version)
             await self.residency.unload(self._lora_ids[(name, version)])
@@ -189,14 +198,6 @@ class AdapterRegistry:
         key = (found.name, found.version)
         self._versions[key] = found
         self._lora_ids.setdefault(key, next(self._next_id))
-        return found
-
-    def _version(self, name: str, version: str | None) -> AdapterVersion:
-        if version is None:
-            return self.current(name)
-        found = self._versions.get((name, version))
-        if found is None:
-            raise errors.AdapterNotFound(f"adapter {name!r} has no version {version!r}")
         return found
 
     def _lock(self, name: str) -> asyncio.Lock:

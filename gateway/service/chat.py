@@ -58,7 +58,8 @@ class ChatService:
         )  # fmt: skip
 
     def resolve_adapter(self, model: str | None, tenant: Tenant | None) -> AdapterVersion | None:
-        """Name -> current version, after the tenant's access check.
+        """Name -> current version, or ``name@version`` -> that registered version (what
+        a fine-tuning job names), after the tenant's access check on the name.
 
         A tenant gets the same 403 for an adapter that exists but is not theirs and for
         one that does not exist, so keys cannot be used to probe other tenants' names.
@@ -67,11 +68,14 @@ class ChatService:
             model = tenant.default_adapter
         if model is None or model == self.settings.served_model_name:
             return None
-        if tenant is not None and not tenant.may_use(model):
+        name, pinned, version = model.partition("@")
+        if tenant is not None and not tenant.may_use(name):
             raise errors.AdapterForbidden(
                 f"this key may not use the model {model!r}", param="model"
             )
-        return self.adapters.current(model)
+        if pinned and not version:
+            raise errors.AdapterNotFound(f"the model {model!r} names no version", param="model")
+        return self.adapters.version(name, version or None)
 
     def constraint_for(self, response_format: dict[str, Any] | None) -> Constraint | None:
         """OpenAI ``response_format`` -> Constraint; a named schema needs no inline body."""

@@ -19,14 +19,37 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.training.answers import Answer, Validation
 from gateway.training.batching import batches
+from gateway.training.calibrate import predictions
 from gateway.training.config import TrainConfig
 from gateway.training.schedule import Plan, lr_factor, steps_that_fit
 
 PACE_STEPS = 20  # optimizer steps timed before the plan is first fitted to the budget
+
+
+class Progress(Protocol):
+    """What a caller hears as a run goes (the fine-tuning worker turns it into job events
+    and checkpoints): the recipe reports the data checks, the loop each optimizer step and
+    each epoch with the model as it is then."""
+
+    def checks(self, rows: list[dict[str, str]]) -> None: ...
+
+    def step(self, values: dict[str, Any]) -> None: ...
+
+    def epoch(self, values: dict[str, Any], model: Any) -> None: ...
+
+
+def accuracy(val: Validation | None, val_rows: list) -> float | None:
+    """Share of validation rows whose top label logit is the gold label (decision tokens
+    only: a JSON answer has no label logits)."""
+    if val is None or val.logits is None or not val_rows:
+        return None
+    gold = [label for _, label in val_rows]
+    hits = sum(p == g for p, g in zip(predictions(val.logits), gold, strict=True))
+    return hits / len(gold)
 
 
 @dataclass
@@ -66,6 +89,7 @@ def run_epochs(
     pad: int,
     autocast: Callable[[], AbstractContextManager[Any]],
     clock: Callable[[], float] = time.perf_counter,
+    progress: Progress | None = None,
 ) -> Outcome:
     """Train ``model`` in place; on return it holds the best epoch's LoRA weights."""
     import torch
@@ -125,6 +149,9 @@ def run_epochs(
                 speed = out.examples / (clock() - started)
                 bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}", ex_s=f"{speed:.1f}")
                 bar.update()
+                if progress is not None:
+                    progress.step({"step": steps, "epoch": epoch, "train_loss": losses[-1],
+                                   "tokens": out.tokens, "seconds": clock() - started})  # fmt: skip
                 if steps == PACE_STEPS:
                     # validation is forward only, about a third of a training step per batch
                     fit(steps, (clock() - started) / steps * (1 + val_share / 3))
@@ -142,6 +169,9 @@ def run_epochs(
             }
         )
         bar.write(", ".join(f"{k}={v}" for k, v in out.history[-1].items()))
+        if progress is not None:
+            values = {**out.history[-1], "step": steps, "val_accuracy": accuracy(val, val_rows)}
+            progress.epoch(values, model)
         if val is not None and (out.best is None or val.nll < out.best.nll):
             out.best, patience = val, cfg.early_stopping_patience
             best_state = {

@@ -28,13 +28,18 @@ from gateway.training.calibrate import escalation_labels, fit_blocks
 from gateway.training.checks import CheckReport, run_checks
 from gateway.training.config import TrainConfig
 from gateway.training.data import Example, load_splits, sha256_text
-from gateway.training.loop import Outcome, run_epochs
+from gateway.training.loop import Outcome, Progress, run_epochs
 from gateway.training.manifest import build_manifest, write_json_atomic
 from gateway.training.schedule import plan
 
 
 class DataCheckFailed(ValueError):
-    """The data checks found a hard failure; the table says which."""
+    """The data checks found a hard failure; the table (``report``, when the checks ran)
+    says which."""
+
+    def __init__(self, message: str, report: CheckReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -71,7 +76,9 @@ def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
     )
     print(report.table(), flush=True)
     if report.failed:
-        raise DataCheckFailed("data checks failed (see the table above); nothing was trained")
+        raise DataCheckFailed(
+            "data checks failed (see the table above); nothing was trained", report
+        )
     escalate = escalation_labels(cfg.escalation_labels, train, labels)
     return Prepared(train, held_out, labels, answer, rows, val_rows, report, escalate)
 
@@ -126,11 +133,18 @@ def _load_model(cfg: TrainConfig, model_dir: Path):
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
 
 
-def train(cfg: TrainConfig, base: ModelInfo, limits: StoreLimits) -> Path:
+def train(
+    cfg: TrainConfig,
+    base: ModelInfo,
+    limits: StoreLimits,
+    progress: Progress | None = None,
+    threads: int | None = None,
+) -> Path:
     """Train and publish ``cfg.name/cfg.version`` into the store at ``cfg.out_root``.
 
     ``limits`` are the serving gateway's (``store_limits``): a version it would refuse,
     or one that exists, fails here before any training, and is checked again at publish.
+    ``threads``: torch's (default every core; a job beside serving takes fewer).
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -143,9 +157,11 @@ def train(cfg: TrainConfig, base: ModelInfo, limits: StoreLimits) -> Path:
     store.check_lora(cfg.rank, list(cfg.target_modules), f"adapter {cfg.name}/{cfg.version}")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
     data = prepare(cfg, tokenizer)
+    if progress is not None:
+        progress.checks(data.checks.as_dict())
     steps = plan(cfg, len(data.rows))
     print(f"plan: {steps.epochs} epochs of {steps.steps_per_epoch} steps, batch "
           f"{steps.batch_size}, warm-up {steps.warmup_steps} steps", flush=True)  # fmt: skip
@@ -170,7 +186,7 @@ def train(cfg: TrainConfig, base: ModelInfo, limits: StoreLimits) -> Path:
     # train (the best validation epoch's weights are kept)
     outcome = run_epochs(
         model, data.answer, lambda epoch: augmented(cfg, data, epoch), data.val_rows, cfg,
-        steps, pad, autocast,
+        steps, pad, autocast, progress=progress,
     )  # fmt: skip
 
     # save: stage in the store, then publish (validate, atomic rename, never replace)

@@ -24,7 +24,7 @@ LAYERS = (
     ("gateway.config", "gateway.config_file", "gateway.config_docs", "gateway.models",
      "gateway.observability"),
     ("gateway.engine", "gateway.registry", "gateway.tenancy"),
-    ("gateway.training", "gateway.service"),
+    ("gateway.training", "gateway.service", "gateway.finetune"),
     ("gateway.api",),
     ("gateway.server", "gateway.evaluation", "gateway.bench", "gateway.cli"),
 )  # fmt: skip
@@ -33,6 +33,7 @@ FORBIDDEN = {
     "gateway.common": ("gateway.fileio", "gateway.logs", "gateway.scoring"),
     "gateway.training": ("gateway.service", "gateway.engine", "gateway.tenancy"),
     "gateway.service": ("gateway.training", "gateway.engine"),
+    "gateway.finetune": ("gateway.engine", "gateway.service"),
     "gateway.api": ("gateway.engine",),
 }
 # Exceptions to FORBIDDEN: the service speaks the engine's vocabulary, not vLLM's.

@@ -1,0 +1,155 @@
+"""A job request in OpenAI's shape, and what it becomes: the training run's options.
+
+OpenAI's fields map onto the recipe (``n_epochs`` -> epochs, ``batch_size``,
+``learning_rate_multiplier`` x the recipe's learning rate); what OpenAI has no field for
+sits in one extension object, ``gateway`` (``extra_body={"gateway": {...}}`` in the SDK):
+the adapter that gets the new version, the label set, the answer format, and
+``promote_if``, the evaluation a new version must pass to become the adapter's current one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway import errors
+from gateway.common.names import NAME_PATTERN, excerpt
+from gateway.common.usage import describe
+from gateway.tenancy import Tenant
+from gateway.training.config import TrainConfig
+
+Label = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_SEED = 2**31 - 1
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n_epochs: Annotated[int, Field(ge=1, le=50)] | Literal["auto"] = "auto"
+    batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
+    learning_rate_multiplier: (
+        Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] | Literal["auto"]
+    ) = "auto"
+
+
+class Supervised(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hyperparameters: Hyperparameters | None = None
+
+
+class Method(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["supervised"]
+    supervised: Supervised | None = None
+
+
+class PromoteIf(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_accuracy: float = Field(ge=0, le=1, allow_inf_nan=False)
+
+
+class GatewayOptions(BaseModel):
+    """The extension: everything here is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    adapter: str | None = Field(default=None, pattern=NAME_PATTERN)
+    labels: list[Label] | None = Field(default=None, min_length=2, max_length=1000)
+    answer: Literal["decision_token", "json"] = "decision_token"
+    schema_name: str = "intent_classification"  # checked by ``TrainConfig``
+    promote_if: PromoteIf | None = None
+
+
+class JobRequest(BaseModel):
+    """``POST /v1/fine_tuning/jobs``; unknown fields are refused, as on every route."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=200)
+    training_file: str = Field(min_length=1, max_length=64)
+    validation_file: str | None = Field(default=None, min_length=1, max_length=64)
+    hyperparameters: Hyperparameters | None = None
+    method: Method | None = None
+    suffix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    metadata: dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]] = (
+        Field(default_factory=dict, max_length=16)
+    )
+    gateway: GatewayOptions = Field(default_factory=GatewayOptions)
+
+    def chosen_hyperparameters(self) -> Hyperparameters:
+        """``method.supervised.hyperparameters`` (OpenAI's current place) or the top-level
+        ones (its older place); both at once is ambiguous and refused."""
+        nested = self.method.supervised if self.method and self.method.supervised else None
+        if nested and nested.hyperparameters and self.hyperparameters:
+            raise errors.InvalidRequest(
+                "give hyperparameters or method.supervised.hyperparameters, not both",
+                param="hyperparameters",
+            )
+        return (
+            (nested.hyperparameters if nested else None)
+            or self.hyperparameters
+            or (Hyperparameters())
+        )
+
+
+def target_adapter(request: JobRequest, tenant: Tenant | None, base_name: str) -> str:
+    """The adapter that gets the new version: ``gateway.adapter``, else ``model`` when it
+    names an adapter, else the tenant's default adapter. A tenant must be allowed that
+    name explicitly: ``"*"`` lets a tenant use every adapter, not add versions to them."""
+    named = request.model if request.model != base_name else None
+    if named is not None and request.gateway.adapter not in (None, named):
+        raise errors.InvalidRequest(
+            "model names one adapter and gateway.adapter another", param="gateway.adapter"
+        )
+    name = request.gateway.adapter or named or (tenant.default_adapter if tenant else None)
+    if name is None:
+        raise errors.InvalidRequest(
+            "which adapter gets the new version? Set gateway.adapter, or model to one of "
+            "your adapters (training always starts from the base model)",
+            param="model",
+        )
+    if name == base_name:
+        raise errors.InvalidRequest(f"{name!r} is the base model's name", param="gateway.adapter")
+    if tenant is not None and name not in tenant.allowed_adapters:
+        raise errors.AdapterForbidden(
+            f"this key may not add versions to the adapter {excerpt(name)}", param="model"
+        )
+    return name
+
+
+def version_name(job_id: str, suffix: str | None) -> str:
+    """``ft-<suffix>-<12 hex of the job id>``: unique per job, a valid version name."""
+    tail = job_id.rsplit("-", 1)[-1][:12]
+    return f"ft-{suffix}-{tail}" if suffix else f"ft-{tail}"
+
+
+def train_options(
+    request: JobRequest, adapter: str, version: str, seed: int, fixed: dict[str, Any]
+) -> dict[str, Any]:
+    """The run's ``TrainConfig`` as JSON, validated now so a bad combination is a 400
+    rather than a failed job. ``fixed``: what the server decides (paths, store, budget)."""
+    hp = request.chosen_hyperparameters()
+    lr = TrainConfig.model_fields["learning_rate"].default
+    options = {
+        "name": adapter,
+        "version": version,
+        "labels": request.gateway.labels or [],
+        "answer": request.gateway.answer,
+        "schema_name": request.gateway.schema_name,
+        "epochs": hp.n_epochs,
+        "batch_size": hp.batch_size,
+        "learning_rate": lr * (1 if hp.learning_rate_multiplier == "auto" else
+                               hp.learning_rate_multiplier),
+        "seed": seed,
+        "evaluate": False,
+        **fixed,
+    }  # fmt: skip
+    try:
+        return TrainConfig(**options).model_dump(mode="json")
+    except ValidationError as exc:
+        raise errors.InvalidRequest(f"training options: {describe(exc)}") from exc
