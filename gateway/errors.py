@@ -78,6 +78,15 @@ class SchemaUnsupported(InvalidRequest):
     code = "schema_unsupported"
 
 
+class SchemaCompileFailed(SchemaUnsupported):
+    """The engine could not build the schema's grammar: the backend failed on it or ran
+    past vLLM's compile timeout. Not an ``OutputError``: retrying would only compile it
+    again (a timed-out compile goes on in its thread), so the schema is remembered and
+    refused at once next time."""
+
+    code = "schema_compile_failed"
+
+
 class SchemaNotFound(InvalidRequest):
     status_code = 404
     code = "schema_not_found"

@@ -35,6 +35,7 @@ from gateway.service.validation import Constraint
 from gateway.tenancy import Limiter, SchemaBudget, Tenant
 
 RECENT_REQUESTS = 10_000  # engine stats name requests by id after they finish
+FAILED_COMPILES = 4096  # schemas whose grammar the engine could not build, remembered
 
 
 def schema_label(constraint: Constraint | None) -> str | None:
@@ -79,6 +80,9 @@ class AdmissionControl:
         self.grammar_guard = grammar_guard  # only where the engine runs outlines
         self.in_flight = 0
         self.recent_labels: OrderedDict[str, dict[str, str]] = OrderedDict()  # for queue time
+        # digest -> the error: a schema the engine failed to compile is not sent again
+        # (each try costs a compile timeout, and a timed-out build keeps running).
+        self.failed_compiles: OrderedDict[str, errors.SchemaCompileFailed] = OrderedDict()
 
     @asynccontextmanager
     async def admitted(self, prepared: PreparedChat) -> AsyncIterator[Admission]:
@@ -108,6 +112,13 @@ class AdmissionControl:
             )
         reserve = len(params.prompt_token_ids) + params.max_tokens
         schema = prepared.constraint.schema if prepared.constraint else None
+        failed = self.failed_compiles.get(schema.digest) if schema is not None else None
+        if failed is not None:
+            recorder.finish(failed.code)
+            raise errors.SchemaCompileFailed(
+                f"{failed.message} (an earlier request with this schema)",
+                param=failed.param, hint=failed.hint,
+            )  # fmt: skip
         is_new_schema = schema is not None and self.schema_budget.is_new(schema.digest)
         payer = tenant if schema is not None and schema.inline else None  # the client's own
         try:
@@ -138,6 +149,10 @@ class AdmissionControl:
             code = None
         except errors.GatewayError as exc:
             code = exc.code
+            if isinstance(exc, errors.SchemaCompileFailed) and schema is not None:
+                self.failed_compiles[schema.digest] = exc
+                while len(self.failed_compiles) > FAILED_COMPILES:
+                    self.failed_compiles.popitem(last=False)
             if isinstance(exc, errors.DeadlineExceeded):
                 short = {k: labels[k] for k in ("tenant", "adapter")}
                 self.metrics.deadline_exceeded.labels(**short).inc()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors
 from gateway.service.schemas import ResolvedSchema
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Constraint:
 
 def check_output(text: str, finish_reason: str | None, constraint: Constraint | None) -> Any:
     """The parsed value when ``text`` satisfies ``constraint``; a typed error otherwise."""
+    if finish_reason == "error":
+        raise engine_stopped(text, constraint)
     if constraint is None:
         return None
     if finish_reason == "length":
@@ -50,3 +55,21 @@ def check_output(text: str, finish_reason: str | None, constraint: Constraint | 
                 raw_output=text,
             )
     return value
+
+
+def engine_stopped(text: str, constraint: Constraint | None) -> errors.GatewayError:
+    """What vLLM's ``finish_reason: "error"`` means. Before any output, for a constrained
+    request, the engine failed to compile its grammar (the one such case vLLM's scheduler
+    reports this way for our requests); any other is the engine's failure, not the
+    client's, and is never passed on as an answer."""
+    if constraint is not None and constraint.schema is not None and text == "":
+        return errors.SchemaCompileFailed(
+            "the engine could not build a grammar for this schema: the structured-output "
+            "backend failed on it or ran past its compile timeout",
+            param="response_format.json_schema.schema",
+            hint="simplify the schema (fewer or smaller length bounds, repetitions and "
+            "alternatives), or use a deployment with the xgrammar backend",
+        )
+    return errors.traced(
+        errors.EngineFailed, "the engine stopped this request with an error (see its log)", log
+    )

@@ -7,7 +7,7 @@ import json
 from fastapi.testclient import TestClient
 
 from gateway.config import Settings
-from tests.fake_engine import FakeEngine
+from tests.fake_engine import FakeEngine, ScriptedOutput
 from tests.unit.conftest import script, started_client
 
 SCHEMA = {
@@ -274,3 +274,38 @@ def test_models_and_build_info_say_what_the_engine_quantized(settings: Settings)
 def test_an_unquantized_base_says_none(client: TestClient) -> None:
     base = client.get("/v1/models").json()["data"][0]
     assert base["quantization"]["method"] == "none"
+
+
+def test_a_grammar_the_engine_cannot_compile_is_a_typed_400_and_is_not_sent_again(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    # What vLLM reports when the backend fails or times out building the grammar: the
+    # request finishes with reason "error" before any output.
+    engine.outputs = [ScriptedOutput("", finish_reason="error")]
+    res = chat(client, response_format=schema_format())
+    assert res.status_code == 400, res.text
+    error = res.json()["error"]
+    assert error["code"] == "schema_compile_failed" and error["retryable"] is False
+    assert error["param"] == "response_format.json_schema.schema" and "xgrammar" in error["hint"]
+    assert len(engine.calls) == 1  # no retry: a retry would compile it again
+    script(engine, '{"label":"a"}')
+    again = chat(client, response_format=schema_format())
+    assert again.status_code == 400 and again.json()["error"]["code"] == "schema_compile_failed"
+    assert "earlier request" in again.json()["error"]["message"]
+    assert len(engine.calls) == 1  # refused before the engine
+    other = {**SCHEMA, "properties": {"label": {"type": "string", "enum": ["a", "c"]}}}
+    assert chat(client, response_format=schema_format(other)).status_code == 200
+    registry = client.app.state.services.metrics.registry
+    failed = registry.get_sample_value(
+        "gateway_requests_total",
+        {"tenant": "open", "adapter": "base", "schema": "inline", "endpoint": "chat",
+         "outcome": "error", "code": "schema_compile_failed"},
+    )  # fmt: skip
+    assert failed == 2
+
+
+def test_an_engine_error_finish_is_never_an_answer(client: TestClient, engine: FakeEngine) -> None:
+    engine.outputs = [ScriptedOutput("partial", finish_reason="error")]
+    res = chat(client)
+    assert res.status_code == 500 and res.json()["error"]["code"] == "engine_error"
+    assert res.json()["error"]["id"].startswith("err-")
