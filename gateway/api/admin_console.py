@@ -8,8 +8,8 @@ scraper's key still opens nothing else.
 ``POST /admin/playground/chat/completions``: a chat completion made by the operator, on any
 adapter and under no tenant's limits, so a schema can be tried against an adapter before
 a tenant tries it. It runs the public route's own code as a tenant named ``console``
-(every adapter, no limits), so the requests it admits show in the metrics under that name;
-a request refused before admission (a bad schema) is not counted, as no admin call is.
+(every adapter, no limits), so its requests show in the metrics under that name, those
+refused before admission (a bad schema, a malformed body) too.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.api.chat import chat_completions
 from gateway.api.deps import AdminKeyFirstRoute, ServicesDep, TimeoutDep
 from gateway.api.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse
+from gateway.api.refusals import CONSOLE_TENANT, PLAYGROUND
 from gateway.service import Services
 from gateway.tenancy import Tenant
 
-CONSOLE_TENANT = "console"
 router = APIRouter(prefix="/admin", tags=["admin"], route_class=AdminKeyFirstRoute)
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 502, 503, 504)}
 
@@ -39,7 +39,7 @@ async def metrics_page(services: ServicesDep) -> Response:
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/playground/chat/completions", response_model=ChatCompletion, responses=ERRORS)
+@router.post(PLAYGROUND.removeprefix("/admin"), response_model=ChatCompletion, responses=ERRORS)
 async def playground_chat(
     body: ChatCompletionRequest, request: Request, services: ServicesDep, timeout: TimeoutDep
 ) -> Response:

@@ -11,7 +11,7 @@ from fastapi import Depends, Header, Request, Response
 from fastapi.routing import APIRoute
 
 from gateway import errors
-from gateway.api.refusals import refusals_recorded, refused
+from gateway.api.refusals import CONSOLE_TENANT, refusals_recorded, refused
 from gateway.common.names import excerpt
 from gateway.service import Services
 from gateway.tenancy import Tenant
@@ -93,6 +93,7 @@ def _admin(request: Request, services: ServicesDep) -> None:
     key = bearer_key(request)
     if key is None or not key_matches(key, services.admin_key_hash):
         raise errors.Unauthorized("invalid admin key")
+    request.state.tenant_name = CONSOLE_TENANT  # counts the playground's refusals
 
 
 def _checked_first(check: Callable[[Request, Services], object]) -> type[APIRoute]:

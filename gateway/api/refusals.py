@@ -3,7 +3,9 @@
 Each request's outcome is counted once, by whoever ends it: admission counts every
 request it sees (turned away at the door, or finished however it ends); this module
 counts what ends earlier (no or a bad key, a malformed body, a forbidden adapter, an
-engine that is not ready). The code that refuses, not a mark on the exception, decides:
+engine that is not ready). The console's playground counts as a chat request of the
+tenant ``console`` once the admin key is checked (a bad admin key is not counted, as on
+every admin route). The code that refuses, not a mark on the exception, decides:
 checks before admission run inside ``refusals_recorded``; admission is never inside it.
 """
 
@@ -17,7 +19,9 @@ from fastapi import Request
 from gateway import errors
 from gateway.service.recording import record_refusal
 
-ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/classify": "classify"}
+CONSOLE_TENANT = "console"  # the operator's playground requests count under this name
+PLAYGROUND = "/admin/playground/chat/completions"
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/classify": "classify", PLAYGROUND: "chat"}
 
 
 def refused(request: Request, exc: Exception) -> None:

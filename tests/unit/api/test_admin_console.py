@@ -71,6 +71,13 @@ def test_the_playground_refuses_a_bad_schema_with_its_reason(tenant_gateway) -> 
     assert res.status_code == 400, res.text
     assert res.json()["error"]["code"] == "schema_invalid"
     assert engine.calls == []
+    unreadable = client.post(PLAYGROUND, json={"model": "tenant-a"}, headers=auth(ADMIN))
+    assert unreadable.status_code == 400  # no messages: refused before the route runs
+    page = client.get("/admin/metrics", headers=auth(ADMIN)).text
+    requests = "gateway_requests_total"
+    assert counted(page, requests, tenant="console", code="schema_invalid") == 1
+    assert counted(page, requests, tenant="console", code="invalid_request") == 1
+    assert counted(page, requests, tenant="console", outcome="success") == 0
 
 
 def test_the_listing_carries_evaluation_numbers_and_schema_names(tenant_gateway) -> None:
