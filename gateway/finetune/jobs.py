@@ -85,6 +85,16 @@ class JobStore:
         rows = self._all("SELECT body FROM jobs WHERE owner = ? ORDER BY seq DESC", (owner,))
         return page([json.loads(body) for (body,) in rows], after, limit)
 
+    def version_owner(self, adapter: str, version: str) -> str | None:
+        """Whose job made ``adapter``'s ``version`` (None: no job did). Any job naming it
+        counts, ended or not: a version name carries its job's id and is never reused."""
+        row = self._one(
+            "SELECT owner FROM jobs WHERE json_extract(body, '$.gateway.adapter') = ? "
+            "AND json_extract(body, '$.gateway.version') = ?",
+            (adapter, version),
+        )
+        return None if row is None else str(row[0])
+
     def move(self, job_id: str, status: str, **fields: Any) -> dict[str, Any]:
         """Change the status (only along ``MOVES``) and any other fields, in one commit."""
         with self._lock:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -56,6 +56,9 @@ class ChatService:
             grammar_guard=OutlinesGuard(settings.structured_backend)
             if settings.structured_backend in ("outlines", "auto") else None,
         )  # fmt: skip
+        # (adapter, version) -> the tenant whose fine-tuning job made it, or None; set
+        # where fine-tuning is on (its job store knows).
+        self.version_owner: Callable[[str, str], str | None] | None = None
 
     def resolve_adapter(self, model: str | None, tenant: Tenant | None) -> AdapterVersion | None:
         """Name -> current version, or ``name@version`` -> that registered version (what
@@ -63,6 +66,8 @@ class ChatService:
 
         A tenant gets the same 403 for an adapter that exists but is not theirs and for
         one that does not exist, so keys cannot be used to probe other tenants' names.
+        A version made by another tenant's fine-tuning job is theirs until it is made
+        current: pinning it is refused alike, even for a tenant allowed every adapter.
         """
         if model is None and tenant is not None:
             model = tenant.default_adapter
@@ -75,7 +80,18 @@ class ChatService:
             )
         if pinned and not version:
             raise errors.AdapterNotFound(f"the model {model!r} names no version", param="model")
+        if version and tenant is not None and self._someone_elses(name, version, tenant):
+            raise errors.AdapterForbidden(
+                f"this key may not use the model {model!r}", param="model"
+            )
         return self.adapters.version(name, version or None)
+
+    def _someone_elses(self, name: str, version: str, tenant: Tenant) -> bool:
+        owner = self.version_owner(name, version) if self.version_owner else None
+        if owner is None or owner == tenant.name:
+            return False
+        alias = self.adapters.state.aliases.get(name)
+        return alias is None or alias.current != version  # a current version is everyone's
 
     def constraint_for(self, response_format: dict[str, Any] | None) -> Constraint | None:
         """OpenAI ``response_format`` -> Constraint; a named schema needs no inline body."""

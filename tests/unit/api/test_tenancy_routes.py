@@ -196,3 +196,23 @@ def test_admin_upload_over_http(tenant_gateway) -> None:
     assert "v9" in versions
     again = client.post(url, content=archive(), headers=auth(ADMIN))
     assert again.status_code == 409 and again.json()["error"]["code"] == "adapter_version_exists"
+
+
+def test_a_fine_tuned_version_is_its_tenants_until_it_is_made_current(tenant_gateway) -> None:
+    # The job store names the tenant whose job made a version; here "beta" made v2.
+    client, engine, _ = tenant_gateway
+    script(engine, ANSWER, ANSWER, ANSWER)
+    admin = auth(ADMIN)
+    client.app.state.services.chat.version_owner = lambda name, version: (
+        "beta" if (name, version) == ("tenant-a", "v2") else None
+    )
+    assert client.post("/admin/adapters", json={"path": "tenant-a/v2"}, headers=admin).is_success
+    pinned = classify(client, ALPHA, adapter="tenant-a@v2")  # alpha may use every adapter...
+    assert pinned.status_code == 403, pinned.text  # ...but not another tenant's version
+    assert pinned.json()["error"]["code"] == "adapter_forbidden"
+    absent = classify(client, ALPHA, adapter="tenant-a@v9")
+    assert absent.status_code == 404  # a version no job made: not found, as before
+    assert classify(client, ALPHA, adapter="tenant-a@v1").status_code == 200  # no job's
+    client.post("/admin/adapters/tenant-a/promote", json={"version": "v2"}, headers=admin)
+    res = classify(client, ALPHA, adapter="tenant-a@v2")  # current now: everyone's
+    assert res.status_code == 200 and res.headers["x-gateway-adapter-version"] == "v2"

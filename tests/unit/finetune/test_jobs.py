@@ -96,3 +96,12 @@ def test_events_and_checkpoints_page_newest_first(jobs: JobStore) -> None:
     jobs.add_checkpoint(record["id"], 4, {"step": 4, "train_loss": 0.5}, "acme-intents@v:step-4")
     (checkpoint,) = jobs.checkpoints(record["id"], None, 10)["data"]
     assert checkpoint["step_number"] == 4 and checkpoint["fine_tuning_job_id"] == record["id"]
+
+
+def test_a_version_names_the_owner_of_the_job_that_made_it(jobs: JobStore) -> None:
+    mine = queued(jobs, owner="acme")
+    queued(jobs, owner="other")
+    version = mine["gateway"]["version"]
+    assert jobs.version_owner("acme-intents", version) == "acme"
+    assert jobs.version_owner("acme-intents", "v1") is None
+    assert jobs.version_owner("other-adapter", version) is None
