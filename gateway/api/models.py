@@ -33,4 +33,23 @@ async def list_models(services: ServicesDep, tenant: TenantDep) -> ModelList:
                 calibrated=found.calibrated,
             )
         )  # fmt: skip
+        cards.extend(own_versions(services, tenant, name, base))
     return ModelList(data=cards)
+
+
+def own_versions(services: ServicesDep, tenant: TenantDep, name: str, base: str) -> list[ModelCard]:
+    """The tenant's fine-tuned versions of ``name`` that are not current, as OpenAI lists
+    fine-tuned models: ``name@version``, owned by the tenant (only it may pin them)."""
+    owner_of = services.chat.version_owner
+    if owner_of is None or tenant is None:
+        return []
+    alias = services.adapters.state.aliases[name]
+    return [
+        ModelCard(
+            id=f"{name}@{version}", created=found.created, owned_by=tenant.name, root=name,
+            parent=base, calibrated=found.calibrated,
+        )
+        for version in alias.versions
+        if version != alias.current and owner_of(name, version) == tenant.name
+        for found in [services.adapters.version(name, version)]
+    ]  # fmt: skip

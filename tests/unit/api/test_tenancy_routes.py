@@ -213,6 +213,16 @@ def test_a_fine_tuned_version_is_its_tenants_until_it_is_made_current(tenant_gat
     absent = classify(client, ALPHA, adapter="tenant-a@v9")
     assert absent.status_code == 404  # a version no job made: not found, as before
     assert classify(client, ALPHA, adapter="tenant-a@v1").status_code == 200  # no job's
+    client.app.state.services.chat.version_owner = lambda name, version: (
+        "alpha" if (name, version) == ("tenant-a", "v2") else None
+    )  # now alpha's: listed for alpha only
+    ids = [m["id"] for m in client.get("/v1/models", headers=auth(ALPHA)).json()["data"]]
+    assert "tenant-a@v2" in ids
+    ids = [m["id"] for m in client.get("/v1/models", headers=auth(BETA)).json()["data"]]
+    assert "tenant-a@v2" not in ids
+    client.app.state.services.chat.version_owner = lambda name, version: (
+        "beta" if (name, version) == ("tenant-a", "v2") else None
+    )
     client.post("/admin/adapters/tenant-a/promote", json={"version": "v2"}, headers=admin)
     res = classify(client, ALPHA, adapter="tenant-a@v2")  # current now: everyone's
     assert res.status_code == 200 and res.headers["x-gateway-adapter-version"] == "v2"
