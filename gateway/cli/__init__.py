@@ -38,6 +38,8 @@ BENCHES = (
      "gateway.bench.neighbours", bench_main("gateway.bench.neighbours")),
     ("perf", "gateway vs bare AsyncLLM vs vllm serve, alternating rounds, ratios",
      "gateway.bench.perf.main", bench_main("gateway.bench.perf.main")),
+    ("training", "/v1/classify latency with and without a fine-tuning job training",
+     "gateway.bench.training_load", bench_main("gateway.bench.training_load")),
     ("runtime", "CPU runtime settings (LD_PRELOAD, thread binding) against each other",
      "gateway.bench.perf.runtime", bench_main("gateway.bench.perf.runtime")),
     ("schemas", "JSONSchemaBench schemas through the gateway, per backend",
