@@ -183,7 +183,7 @@ def run_gateway(nice: int, args: argparse.Namespace, texts: Sequence[str]) -> di
                "GATEWAY_FINETUNE_DIR": str(Path(tmp) / "finetune"),
                "GATEWAY_FINETUNE_WORKER_NICE": str(nice),
                "GATEWAY_FINETUNE_WORKER_THREADS": str(args.worker_threads)}  # fmt: skip
-        with launch(Path(tmp) / "gw.log", store=Path(tmp) / "store", env=env) as gw:
+        with launch(Path(tmp) / "gw.log", env=env) as gw:  # the repository's adapter store
             job = Job(gw.url, keys["trainer"])
             for name in PHASES:
                 training = name == "training"
