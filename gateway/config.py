@@ -348,6 +348,13 @@ class Settings(BaseSettings):
         description="Nice increment of the training worker process: 19 = it gets CPU only "
         "when serving leaves some.",
     )
+    finetune_worker_sched_idle: bool = Field(
+        default=True,
+        description="Run the training worker under Linux's SCHED_IDLE policy (with its nice "
+        "value): it gets a core only when no serving thread wants one, and a serving thread "
+        "that wakes takes the core back at once. Nice alone does not do that; see "
+        "docs/fine-tuning.md#serving-while-a-job-trains.",
+    )
     finetune_max_minutes: float = Field(
         default=60,
         gt=0,

@@ -1,12 +1,15 @@
 """Runs queued jobs, ``max_running`` at a time (one by default), each in a worker process.
 
-The worker starts under ``nice`` with its torch threads capped, so serving keeps the CPU
-it needs; it is the leader of its own process group, so a cancel (SIGTERM, then SIGKILL
-after ``grace_s``) reaches whatever it started. While it runs, its event file is read
-into the job store. When it has published a version, the runner registers it in the
-running gateway (the registry's own ``register``: validated, persisted, usable at once)
-and promotes it only if the job's ``promote_if`` was met. A job that ends any other way
-leaves nothing in the store: its version folder and staging leftovers are removed.
+The worker starts under ``nice`` and Linux's ``SCHED_IDLE`` policy with its torch
+threads capped, so serving keeps the CPU it needs (nice alone is not enough: a serving
+thread that wakes may wait for the worker's time slice to end, and the engine's threads
+wake at every parallel step). It is the leader of its own process group, so a cancel
+(SIGTERM, then SIGKILL after ``grace_s``) reaches whatever it started. While it runs,
+its event file is read into the job store. When it has published a version, the runner
+registers it in the running gateway (the registry's own ``register``: validated,
+persisted, usable at once) and promotes it only if the job's ``promote_if`` was met. A
+job that ends any other way leaves nothing in the store: its version folder and staging
+leftovers are removed.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class RunnerSettings:
     store: Path  # the adapter store the worker publishes into
     runtime: dict[str, Any]  # spec.json's base, limits and threads
     nice: int
+    sched_idle: bool  # SCHED_IDLE on top of nice, where the platform has it
     grace_s: float
     tokens_per_day: int
     max_running: int
@@ -161,9 +165,12 @@ class JobRunner:
                "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
         command = ["nice", "-n", str(self.config.nice), *self.config.command, str(folder)]
         with (folder / "worker.log").open("ab") as out:
-            return await asyncio.create_subprocess_exec(
+            process = await asyncio.create_subprocess_exec(
                 *command, stdout=out, stderr=out, env=env, start_new_session=True
             )
+        if self.config.sched_idle:
+            idle_policy(process.pid)
+        return process
 
     async def _stop_worker(self, running: Running, reason: str) -> None:
         """SIGTERM to the worker's process group, SIGKILL after the grace period."""
@@ -176,3 +183,19 @@ class JobRunner:
                 os.killpg(process.pid, sig)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), self.config.grace_s)
+
+
+def idle_policy(pid: int) -> None:
+    """Put every thread of ``pid`` under ``SCHED_IDLE``. It is set from here, just after the
+    start, before the worker has imported torch (seconds later), so the threads torch then
+    starts inherit it; each thread already there is set too, so none is missed."""
+    if not hasattr(os, "SCHED_IDLE"):
+        log.warning("SCHED_IDLE is not available here; the worker runs under nice only")
+        return
+    try:
+        for thread in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setscheduler(int(thread), os.SCHED_IDLE, os.sched_param(0))
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # it already exited: its ending is read as usual
+    except PermissionError as exc:  # a sandbox may refuse it; serving comes first: say so
+        log.warning("could not set SCHED_IDLE on the training worker: %s", exc)

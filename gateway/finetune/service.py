@@ -70,7 +70,8 @@ class FineTuning:
         }  # fmt: skip
         config = RunnerSettings(
             jobs_dir=root / "jobs", store=settings.adapter_store, runtime=runtime,
-            nice=settings.finetune_worker_nice, grace_s=settings.finetune_cancel_grace_s,
+            nice=settings.finetune_worker_nice, sched_idle=settings.finetune_worker_sched_idle,
+            grace_s=settings.finetune_cancel_grace_s,
             tokens_per_day=settings.finetune_tokens_per_day,
             max_running=settings.finetune_max_running_jobs, command=runner_module.WORKER,
         )  # fmt: skip

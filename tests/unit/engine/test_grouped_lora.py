@@ -173,6 +173,15 @@ def test_runs_are_grouped_into_one_product_per_adapter() -> None:
     assert groups[2][1] == slice(5, 9)  # one run: a view, no gather
 
 
+def test_two_adapters_or_more_are_stacked_into_one_product() -> None:
+    assert ops.stacked_plan((1, -1, 1), (2, 1, 3)) is None  # one adapter: its own product
+    plan = ops.stacked_plan((2, -1, 0, 2), (2, 1, 2, 1))
+    assert plan is not None and plan.used.tolist() == [0, 2]
+    assert plan.position.tolist() == [1, 1, 0, 0, 0, 1]  # a base token's 0 is masked out
+    assert plan.has_adapter[:, 0].tolist() == [True, True, False, True, True, True]
+    assert plan.rows.tolist() == [0, 1, 3, 4, 5]
+
+
 @pytest.mark.parametrize("is_prefill", [True, False], ids=["sgmv", "bgmv"])
 def test_vllms_cpu_wrapper_gives_the_same_lora_output_with_the_grouped_ops(
     is_prefill: bool, monkeypatch: pytest.MonkeyPatch

@@ -12,7 +12,8 @@ What it does is chosen by the job's version name, which carries the job's ``suff
 - ``stubborn``: like ``hang`` but ignores SIGTERM (only SIGKILL stops it);
 - ``greedy``: report a step of 10**9 tokens, then wait to be stopped.
 
-Every run first reports its niceness, so tests can check the priority it got.
+Every run first reports its niceness and whether it runs under ``SCHED_IDLE`` (set by
+the runner while this process was still importing), so tests can check its priority.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def main(job_dir: Path) -> int:
     train = spec["train"]
     mode = train["version"].split("-")[1]
     log = EventLog(job_dir / "events.jsonl")
-    log.write("message", message=f"niceness {os.nice(0)} threads {spec['threads']}")
+    idle = os.sched_getscheduler(0) == os.SCHED_IDLE
+    log.write("message", message=f"niceness {os.nice(0)} threads {spec['threads']} idle {idle}")
     store = Path(train["out_root"]) / train["name"]
     if mode in ("ok", "good"):
         log.write("metrics", step=1, epoch=1, train_loss=0.7, tokens=120, tokens_per_second=60.0)

@@ -40,7 +40,8 @@ class Setup:
         self.metrics = GatewayMetrics()
         settings = RunnerSettings(
             jobs_dir=root / "jobs", store=self.store, runtime={"threads": 1}, nice=19,
-            grace_s=5, tokens_per_day=10**6, max_running=1, command=STAND_IN, poll_s=0.02,
+            sched_idle=True, grace_s=5, tokens_per_day=10**6, max_running=1, command=STAND_IN,
+            poll_s=0.02,
         )  # fmt: skip
         self.runner = JobRunner(self.jobs, self.registry, replace(settings, **config), self.metrics)
 
@@ -101,7 +102,7 @@ async def test_a_job_is_registered_but_not_promoted(setup: Setup) -> None:
     assert done["trained_tokens"] == 120 and done["hyperparameters"]["n_epochs"] == 1
     assert setup.registry.version("acme-intents", version).version == version
     assert setup.registry.current("acme-intents").version == "v1"  # the tenant's alias stays
-    assert "niceness 19 threads 1" in setup.messages(record)  # the priority it ran at
+    assert "niceness 19 threads 1 idle True" in setup.messages(record)  # its priority
     (checkpoint,) = setup.jobs.checkpoints(record["id"], None, 10)["data"]
     assert checkpoint["fine_tuned_model_checkpoint"] == f"acme-intents@{version}:step-1"
     assert setup.metrics.finetune_jobs.labels(status="succeeded")._value.get() == 1
