@@ -49,9 +49,9 @@ def test_the_report_has_a_row_per_phase() -> None:
     phases[1]["training"] = {"steps": 3, "steps_per_minute": 6.0, "tokens_per_second": 30.0}
     with_ratios(phases)
     result = {"command": "gateway bench training", "requests": 10, "concurrency": 4,
-              "worker_threads": 1, "runs": [{"nice": 19, "phases": phases}]}  # fmt: skip
+              "worker_threads": 1, "runs": [{"worker": "idle", "phases": phases}]}  # fmt: skip
     text = markdown(result)
     assert (
-        "| 19 | training | 10/10 | 150 | 300 | 6.00 | 1.50x | 1.50x | 0.75x | 3 (6.0) | 30 |"
+        "| idle | training | 10/10 | 150 | 300 | 6.00 | 1.50x | 1.50x | 0.75x | 3 (6.0) | 30 |"
         in text
     )
