@@ -355,12 +355,34 @@ class Settings(BaseSettings):
         "that wakes takes the core back at once. Nice alone does not do that; see "
         "docs/fine-tuning.md#serving-while-a-job-trains.",
     )
+    finetune_yield_to_serving: bool = Field(
+        default=True,
+        description="Pause the training worker (SIGSTOP) while any request is in flight and "
+        "continue it once serving has been idle for finetune_resume_after_idle_s. A lower "
+        "priority alone still costs serving several times its latency on a small CPU.",
+    )
+    finetune_resume_after_idle_s: float = Field(
+        default=1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds without a request in flight before a paused worker continues.",
+    )
+    finetune_min_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=0.9,
+        allow_inf_nan=False,
+        description="Share of every 10 s a paused worker runs even while requests are in "
+        "flight, so a job finishes under constant traffic (at that cost to serving); 0: "
+        "serving always first.",
+    )
     finetune_max_minutes: float = Field(
         default=60,
         gt=0,
         allow_inf_nan=False,
-        description="Training time budget of one job (the recipe's max_train_minutes: the "
-        "schedule is fitted to it).",
+        description="Training time budget of one job, in the worker's CPU minutes per "
+        "thread, so time paused for serving does not count (the recipe's max_train_minutes: "
+        "the schedule is fitted to it).",
     )
     finetune_cancel_grace_s: float = Field(
         default=10,

@@ -110,6 +110,7 @@ async def start_services(
             finetune.start()
             app.state.finetune = finetune
             services.chat.version_owner = finetune.jobs.version_owner  # pinned versions
+            services.chat.admission.load_listener = finetune.runner.serving  # None: off
         log.info("gateway ready: base=%s adapters=%s", base.name, services.adapters.names())
         print(ready_banner(settings), flush=True)
     except Exception as exc:

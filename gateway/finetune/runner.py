@@ -28,6 +28,7 @@ from typing import Any
 from gateway import errors
 from gateway.finetune.endings import Endings, Registrar
 from gateway.finetune.jobs import JobStore
+from gateway.finetune.serving_first import ServingFirst
 from gateway.finetune.tail import Tail
 from gateway.observability.metrics import GatewayMetrics
 
@@ -60,9 +61,15 @@ class Running:
 
 class JobRunner:
     def __init__(
-        self, jobs: JobStore, registrar: Registrar, config: RunnerSettings, metrics: GatewayMetrics
+        self,
+        jobs: JobStore,
+        registrar: Registrar,
+        config: RunnerSettings,
+        metrics: GatewayMetrics,
+        serving: ServingFirst | None = None,
     ) -> None:
         self.jobs = jobs
+        self.serving = serving  # pauses workers while requests are in flight
         self.config = config
         self.metrics = metrics
         self.running: dict[str, Running] = {}
@@ -105,6 +112,9 @@ class JobRunner:
         self.metrics.finetune_queue.set(counts["queued"])
         speed = sum(r.tail.tokens_per_second for r in self.running.values())
         self.metrics.finetune_tokens_per_second.set(speed)
+        if self.serving is not None:
+            self.metrics.finetune_paused.set(1 if self.serving.paused else 0)
+            self.metrics.finetune_paused_seconds.set(self.serving.seconds_paused())
 
     # the loop ------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -131,6 +141,8 @@ class JobRunner:
         self.running[job_id] = running  # from here a cancel reaches this job
         try:
             running.process = process = await self._launch(folder)
+            if self.serving is not None:
+                self.serving.add(process.pid)  # its process group: start_new_session
             if running.stop_reason is not None:  # cancelled while it started
                 await self._stop_worker(running, running.stop_reason)
             self.refresh_metrics()
@@ -152,6 +164,8 @@ class JobRunner:
             error = errors.traced(errors.GatewayError, f"fine-tuning job {job_id} failed", log, exc)
             self.endings.fail(job, "training_error", error.message)
         finally:
+            if self.serving is not None and running.process is not None:
+                self.serving.remove(running.process.pid)
             self.running.pop(job_id, None)
             running.done.set()
             self.refresh_metrics()
@@ -176,6 +190,8 @@ class JobRunner:
         """SIGTERM to the worker's process group, SIGKILL after the grace period."""
         running.stop_reason = running.stop_reason or reason
         process = running.process
+        if self.serving is not None and process is not None:
+            self.serving.remove(process.pid)  # a stopped process would not see SIGTERM
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if process is None or process.returncode is not None:
                 return  # not started yet: ``_run`` stops it as soon as it has started

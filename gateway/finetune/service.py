@@ -27,6 +27,7 @@ from gateway.finetune.files import FileStore
 from gateway.finetune.jobs import JobStore, new_id
 from gateway.finetune.requests import JobRequest, target_adapter, train_options, version_name
 from gateway.finetune.runner import JobRunner, RunnerSettings
+from gateway.finetune.serving_first import ServingFirst
 from gateway.models import ModelInfo
 from gateway.observability.metrics import GatewayMetrics
 from gateway.registry.store import check_name, store_limits
@@ -77,7 +78,12 @@ class FineTuning:
         )  # fmt: skip
         jobs = JobStore(root / "jobs.sqlite")
         files = FileStore(root / "files", settings.finetune_max_file_bytes)
-        return cls(settings, files, jobs, JobRunner(jobs, registrar, config, metrics))
+        serving = (
+            ServingFirst(settings.finetune_resume_after_idle_s, settings.finetune_min_share)
+            if settings.finetune_yield_to_serving else None
+        )  # fmt: skip
+        runner = JobRunner(jobs, registrar, config, metrics, serving)
+        return cls(settings, files, jobs, runner)
 
     def start(self) -> None:
         """Recover from the last run (jobs that were running fail), then start training."""

@@ -18,6 +18,7 @@ import json
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,11 @@ def run(job_dir: Path, log: EventLog) -> int:
     progress.checkpoints.mkdir(exist_ok=True)
     log.write("message", message="worker started: data checks, then training")
     try:
-        path = train(cfg, base, limits, progress=progress, threads=spec["threads"])
+        threads = spec["threads"]
+        # CPU time per thread: time paused for serving (SIGSTOP) or waiting for a core
+        # does not count against the job's training budget.
+        path = train(cfg, base, limits, progress=progress, threads=threads,
+                     clock=lambda: time.process_time() / threads)  # fmt: skip
     except DataCheckFailed as exc:
         findings = exc.report.as_dict() if exc.report else None
         log.write("failure", code="data_check_failed", message=_public(str(exc), cfg),

@@ -158,6 +158,16 @@ class GatewayMetrics:
             "Training tokens per second of the running jobs together (0 when none runs).",
             registry=r,
         )  # fmt: skip
+        self.finetune_paused = Gauge(
+            "gateway_fine_tuning_paused",
+            "1 while training workers are paused for serving (finetune_yield_to_serving).",
+            registry=r,
+        )  # fmt: skip
+        self.finetune_paused_seconds = Gauge(
+            "gateway_fine_tuning_paused_seconds",
+            "Seconds training workers have been paused for serving since the gateway started.",
+            registry=r,
+        )  # fmt: skip
         self.build = Info("gateway_build", "Version, base model and engine settings.", registry=r)
         self.ready = Gauge("gateway_ready", "1 when the engine can generate.", registry=r)
 

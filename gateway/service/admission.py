@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from gateway import errors
 from gateway.engine.types import GenerationParams
@@ -45,6 +46,12 @@ def schema_label(constraint: Constraint | None) -> str | None:
     if constraint.schema is None:
         return constraint.name  # json_object
     return INLINE if constraint.schema.inline else constraint.schema.name
+
+
+class LoadListener(Protocol):
+    def started(self) -> None: ...
+
+    def finished(self) -> None: ...
 
 
 @dataclass
@@ -78,6 +85,8 @@ class AdmissionControl:
         # overload into timeouts for everyone and memory growth.
         self.capacity = capacity
         self.grammar_guard = grammar_guard  # only where the engine runs outlines
+        # Told when a request is admitted and when it ends (fine-tuning pauses for it).
+        self.load_listener: LoadListener | None = None
         self.in_flight = 0
         self.recent_labels: OrderedDict[str, dict[str, str]] = OrderedDict()  # for queue time
         # digest -> the error: a schema the engine failed to compile is not sent again
@@ -134,6 +143,8 @@ class AdmissionControl:
         running = self.metrics.requests_running.labels(tenant=labels["tenant"])
         running.inc()
         self.in_flight += 1
+        if self.load_listener is not None:
+            self.load_listener.started()
         code: str | None = "internal_error"
         try:
             if self.grammar_guard is not None and schema is not None:
@@ -162,6 +173,8 @@ class AdmissionControl:
             raise
         finally:
             self.in_flight -= 1
+            if self.load_listener is not None:
+                self.load_listener.finished()
             running.dec()
             recorder.finish(code)
             if lease is not None:

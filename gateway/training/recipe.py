@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,12 +140,14 @@ def train(
     limits: StoreLimits,
     progress: Progress | None = None,
     threads: int | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> Path:
     """Train and publish ``cfg.name/cfg.version`` into the store at ``cfg.out_root``.
 
     ``limits`` are the serving gateway's (``store_limits``): a version it would refuse,
     or one that exists, fails here before any training, and is checked again at publish.
     ``threads``: torch's (default every core; a job beside serving takes fewer).
+    ``clock``: what ``max_train_minutes`` is measured with (default wall time).
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -186,7 +189,7 @@ def train(
     # train (the best validation epoch's weights are kept)
     outcome = run_epochs(
         model, data.answer, lambda epoch: augmented(cfg, data, epoch), data.val_rows, cfg,
-        steps, pad, autocast, progress=progress,
+        steps, pad, autocast, progress=progress, **({"clock": clock} if clock else {}),
     )  # fmt: skip
 
     # save: stage in the store, then publish (validate, atomic rename, never replace)

@@ -309,3 +309,24 @@ def test_an_engine_error_finish_is_never_an_answer(client: TestClient, engine: F
     res = chat(client)
     assert res.status_code == 500 and res.json()["error"]["code"] == "engine_error"
     assert res.json()["error"]["id"].startswith("err-")
+
+
+def test_admission_tells_its_listener_when_requests_start_and_end(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    """What pauses a fine-tuning worker while requests are in flight."""
+    seen: list[str] = []
+
+    class Listener:
+        def started(self) -> None:
+            seen.append("started")
+
+        def finished(self) -> None:
+            seen.append("finished")
+
+    client.app.state.services.chat.admission.load_listener = Listener()
+    script(engine, "hello")
+    assert chat(client).status_code == 200
+    engine.outputs = [ScriptedOutput("", finish_reason="error")]
+    assert chat(client).status_code == 500  # however it ends
+    assert seen == ["started", "finished"] * 2
