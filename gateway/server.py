@@ -19,7 +19,17 @@ from typing import Any
 from fastapi import FastAPI
 
 from gateway import errors
-from gateway.api import admin, admin_console, chat, classify, console, health, metrics, models
+from gateway.api import (
+    admin,
+    admin_console,
+    chat,
+    classify,
+    console,
+    health,
+    metrics,
+    models,
+    vllm_admin,
+)
 from gateway.api import errors as api_errors
 from gateway.api import files as files_api
 from gateway.api import fine_tuning as fine_tuning_api
@@ -209,6 +219,7 @@ def create_app(
         files_api.router,
         fine_tuning_api.router,
         admin_console.router,
+        vllm_admin.router,
         console.router,
     )
     for router in routers:

@@ -70,6 +70,9 @@ class EngineStats:
     kv_cache_usage: float  # 0..1
     num_active_adapters: int  # adapters in the running batch
     queued: tuple[tuple[str, float], ...] = ()  # (request id, seconds queued) of finished ones
+    # LoRA names (``name@version``) with requests running / waiting, as vLLM's scheduler has them
+    running_adapters: tuple[str, ...] = ()
+    waiting_adapters: tuple[str, ...] = ()
 
 
 class EngineClient(Protocol):

@@ -309,6 +309,8 @@ def _stats_bridge(engine: VllmEngine) -> Any:
                     num_waiting=getattr(scheduler_stats, "num_waiting_reqs", 0),
                     kv_cache_usage=getattr(scheduler_stats, "kv_cache_usage", 0.0),
                     num_active_adapters=len(getattr(scheduler_stats, "running_lora_adapters", {})),
+                    running_adapters=tuple(getattr(scheduler_stats, "running_lora_adapters", {})),
+                    waiting_adapters=tuple(getattr(scheduler_stats, "waiting_lora_adapters", {})),
                     queued=tuple((f.request_id or "", f.queued_time) for f in finished),
                 )
             )

@@ -16,6 +16,8 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from gateway.observability.router_metrics import RouterMetrics
+
 # 1 ms .. 2 min: GPU time to first token lives at the low end, CPU requests at the high end
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0,
@@ -63,6 +65,7 @@ class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, max_label_values: int = 50):
         self.registry = registry or CollectorRegistry()
         self.labels = LabelFolder(max_label_values)
+        self.router = RouterMetrics(self.registry)  # vLLM's names, for LoRA-aware routers
         r, req = self.registry, REQUEST_LABELS
         self.request_seconds = Histogram(
             "gateway_request_duration_seconds", "End-to-end request latency.",

@@ -149,6 +149,9 @@ class AdapterRegistry:
             self.state.commit(aliases)
             return {"name": name, "previous": previous, "current": current}
 
+    def is_registered(self, name: str, version: str) -> bool:
+        return (name, version) in self._versions
+
     async def load(self, name: str, version: str | None = None) -> dict[str, Any]:
         found = self.version(name, version)
         loaded = await self.residency.load(self.lora_ref(found))

@@ -105,6 +105,19 @@ def record_engine_stats(metrics: GatewayMetrics, chat: ChatService, stats: Engin
     metrics.engine_requests.labels(state="waiting").set(stats.num_waiting)
     metrics.kv_cache_usage.set(stats.kv_cache_usage)
     metrics.adapters_resident.labels(where="active").set(stats.num_active_adapters)
+    settings, aliases = chat.settings, chat.adapters.state.aliases
+
+    def public_name(lora_name: str) -> str:
+        name, _, version = lora_name.partition("@")
+        alias = aliases.get(name)
+        return name if alias is not None and alias.current == version else lora_name
+
+    metrics.router.record(
+        settings.served_model_name, running=stats.num_running, waiting=stats.num_waiting,
+        kv_cache_usage=stats.kv_cache_usage, max_lora=settings.max_loras,
+        running_adapters=stats.running_adapters, waiting_adapters=stats.waiting_adapters,
+        public_name=public_name,
+    )  # fmt: skip
     for request_id, seconds in stats.queued:
         labels = chat.admission.recent_labels.get(request_id.partition("-retry")[0])
         short = {k: labels[k] for k in ("tenant", "adapter")} if labels else {}

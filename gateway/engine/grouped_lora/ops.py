@@ -6,14 +6,20 @@ token. The tokens of one request share one adapter and a batch holds few adapter
 here each adapter's tokens are taken together and multiplied by its matrix once: one
 matrix product per adapter for shrink, one for expand, and no per-token weight copy.
 
-Where a batch holds two adapters or more, one product per adapter means many small
-products per layer, each with its own gather and scatter: with eight adapters in a
-decode step of sixteen tokens, that overhead ate the gain. There the adapters of the
-batch are stacked instead: shrink is one product of the tokens with every used adapter's
-matrix side by side (each token then keeps its own adapter's columns), expand one
-product of a block-sparse input (each token's rank vector placed in its adapter's block)
-with the matrices stacked along the rank. The extra arithmetic is a factor of the
-adapter count on rank-sized products, small next to the base layer's.
+Where a small batch holds two adapters or more (decode steps: one token per request),
+one product per adapter means many tiny products per layer, each with its own gather and
+scatter, and that overhead ate the gain. There every slot is stacked instead: shrink is
+one product of the tokens with all slots' matrices side by side (each token then keeps
+its own slot's columns), expand one product of a block-sparse input (each token's rank
+vector in its slot's block) with the slots' matrices stacked along the rank. That does
+the slot count times the arithmetic of the rank-sized products, which pays only while
+the batch is small: past ``STACK_MAX_TOKENS`` tokens (prefill) each adapter gets its own
+product again.
+
+Weights are converted to the product's dtype once, not per call (shrink writes into a
+float32 buffer, so each call would otherwise copy every bf16 slot to float32): a
+conversion is kept until the slots change. vLLM writes an adapter into its slot in place,
+which bumps the tensor's version counter, so a stale conversion is never read.
 
 The functions keep the signatures and results of vLLM's: inputs and weights are cast to
 the output's dtype before the product, shrink overwrites and scales, expand adds or
@@ -26,7 +32,10 @@ slot holds an adapter, and then lend that adapter to base-model tokens.
 from __future__ import annotations
 
 import functools
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -51,27 +60,54 @@ def run_groups(adapters: tuple[int, ...], lengths: tuple[int, ...]) -> tuple[tup
     )
 
 
+STACK_MAX_TOKENS = 64  # above it, one product per adapter costs less than stacking
+
+
 @dataclass(frozen=True)
 class Stacked:
-    """A batch of two adapters or more, as the stacked products read it."""
+    """A small batch of two adapters or more, as the stacked products read it."""
 
-    used: torch.Tensor  # the adapters' slots, in stacking order
-    position: torch.Tensor  # per token: its adapter's place in ``used`` (0 for no adapter)
+    slot: torch.Tensor  # per token: its adapter's slot (0 for no adapter)
     has_adapter: torch.Tensor  # per token, (tokens, 1): 1 if it has an adapter, else 0
     rows: torch.Tensor  # the tokens with an adapter
 
 
 @functools.lru_cache(maxsize=16)
 def stacked_plan(adapters: tuple[int, ...], lengths: tuple[int, ...]) -> Stacked | None:
-    """The stacking of a batch with two adapters or more; None for fewer."""
-    used = sorted({adapter for adapter in adapters if adapter != NO_ADAPTER})
-    if len(used) < 2:
+    """How a batch is stacked; None where it should not be (one adapter, or too many
+    tokens)."""
+    if sum(lengths) > STACK_MAX_TOKENS or len(set(adapters) - {NO_ADAPTER}) < 2:
         return None
-    place = {adapter: i for i, adapter in enumerate(used)}
-    per_run = torch.tensor([place.get(adapter, -1) for adapter in adapters])
-    position = torch.repeat_interleave(per_run, torch.tensor(lengths))
-    has = position >= 0
-    return Stacked(torch.tensor(used), position.clamp(min=0), has.unsqueeze(1), has.nonzero()[:, 0])
+    slot = torch.repeat_interleave(torch.tensor(adapters), torch.tensor(lengths))
+    has = slot != NO_ADAPTER
+    return Stacked(slot.clamp(min=0), has.unsqueeze(1), has.nonzero()[:, 0])
+
+
+_CONVERTED: OrderedDict[tuple[Any, ...], tuple[weakref.ref, torch.Tensor]] = OrderedDict()
+MAX_CONVERTED = 4096  # about two per LoRA weight tensor of a large model
+
+
+def converted(weights: torch.Tensor, dtype: torch.dtype, transposed: bool = False) -> torch.Tensor:
+    """``weights`` in ``dtype`` (with the last two dimensions of every slot swapped and
+    the slots stacked along them if ``transposed``), kept until the slots are written."""
+    if weights.dtype == dtype and not transposed:
+        return weights
+    base = weights if weights._base is None else weights._base
+    key = (weights.data_ptr(), weights.shape, weights.stride(), weights._version, dtype,
+           transposed)  # fmt: skip
+    found = _CONVERTED.get(key)
+    if found is not None and found[0]() is base:  # not a freed tensor's reused address
+        _CONVERTED.move_to_end(key)
+        return found[1]
+    slots, out, rank = weights.shape[0], weights.shape[-2], weights.shape[-1]
+    value = (
+        weights.reshape(slots, out, rank).transpose(1, 2).reshape(slots * rank, out)
+        if transposed else weights
+    ).to(dtype).contiguous()  # fmt: skip
+    _CONVERTED[key] = (weakref.ref(base), value)
+    while len(_CONVERTED) > MAX_CONVERTED:
+        _CONVERTED.popitem(last=False)
+    return value
 
 
 def _indices(runs: list[tuple[int, int]]) -> torch.Tensor:
@@ -92,8 +128,8 @@ def _runs(adapters: torch.Tensor, lengths: torch.Tensor) -> Plan:
 
 def _weight(weights: torch.Tensor, adapter: int, dtype: torch.dtype) -> torch.Tensor:
     """One adapter's (out, in) matrix; vLLM stacks slots as (slots, 1, out, in)."""
-    weight = weights[adapter]
-    return (weight[0] if weight.dim() == 3 else weight).to(dtype)
+    weight = converted(weights, dtype)[adapter]
+    return weight[0] if weight.dim() == 3 else weight
 
 
 def _shrink(
@@ -101,11 +137,11 @@ def _shrink(
 ) -> None:
     rank = weights.shape[-2]
     groups, stacked = plan
-    if stacked is not None and stacked.position.numel() == inputs.shape[0]:
-        # (tokens, in) x (in, adapters * rank): every token times every used adapter
-        side_by_side = weights[stacked.used].reshape(-1, weights.shape[-1]).to(output.dtype)
+    if stacked is not None and stacked.slot.numel() == inputs.shape[0]:
+        # (tokens, in) x (in, slots * rank): every token times every slot's matrix
+        side_by_side = converted(weights, output.dtype).reshape(-1, weights.shape[-1])
         products = (inputs.to(output.dtype) @ side_by_side.t()).view(inputs.shape[0], -1, rank)
-        own = products[torch.arange(inputs.shape[0]), stacked.position]
+        own = products[torch.arange(inputs.shape[0]), stacked.slot]
         output[:, :rank] = scaling * own * stacked.has_adapter
         return
     for adapter, rows in groups:
@@ -125,17 +161,13 @@ def _expand(
     add_inputs: bool,
 ) -> None:
     groups, stacked = plan
-    if stacked is not None and stacked.position.numel() == inputs.shape[0]:
-        count, (rank, width) = stacked.used.numel(), (weights.shape[-1], weights.shape[-2])
-        # (adapters * rank, out): each adapter's matrix, transposed, one under the other
-        stacked_weights = (
-            weights[stacked.used].reshape(count, width, rank).transpose(1, 2)
-            .reshape(count * rank, width).to(output.dtype)
-        )  # fmt: skip
-        blocks = inputs.new_zeros((inputs.shape[0], count, rank), dtype=output.dtype)
+    if stacked is not None and stacked.slot.numel() == inputs.shape[0]:
+        slots, rank = weights.shape[0], weights.shape[-1]
+        stacked_weights = converted(weights, output.dtype, transposed=True)  # (slots * rank, out)
+        blocks = inputs.new_zeros((inputs.shape[0], slots, rank), dtype=output.dtype)
         rows = stacked.rows
-        blocks[rows, stacked.position[rows]] = inputs[rows, :rank].to(output.dtype)
-        product = blocks.view(inputs.shape[0], count * rank) @ stacked_weights
+        blocks[rows, stacked.slot[rows]] = inputs[rows, :rank].to(output.dtype)
+        product = blocks.view(inputs.shape[0], slots * rank) @ stacked_weights
         if add_inputs:
             output[:, columns] += product  # a token without an adapter adds zeros
         else:

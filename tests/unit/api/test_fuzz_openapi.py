@@ -77,7 +77,11 @@ def without_lifespan(app: FastAPI) -> ASGIApp:
 def keys_for(path: str, valid: bool) -> dict[str, str]:
     if not valid:
         return {"Authorization": "Bearer not-a-real-key-000000000000"}
-    key = ADMIN_KEY if path.startswith("/admin") else TENANT_KEY
+    admin = path.startswith("/admin") or path in (
+        "/v1/load_lora_adapter",
+        "/v1/unload_lora_adapter",
+    )
+    key = ADMIN_KEY if admin else TENANT_KEY
     return {"Authorization": f"Bearer {key}"}
 
 

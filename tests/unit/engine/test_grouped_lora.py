@@ -31,6 +31,8 @@ PATTERNS = {
     "decode": [0, 2, -1, 1, 0, 0, 2, -1, 1, 2, -1],
     "one-adapter": [1] * 6,
     "base-only": [-1] * 5,
+    # past STACK_MAX_TOKENS: one product per adapter, not stacked
+    "long-prefill": [0] * 40 + [-1] * 10 + [1] * 30,
 }
 DTYPES = (torch.bfloat16, torch.float32)
 
@@ -173,13 +175,27 @@ def test_runs_are_grouped_into_one_product_per_adapter() -> None:
     assert groups[2][1] == slice(5, 9)  # one run: a view, no gather
 
 
-def test_two_adapters_or_more_are_stacked_into_one_product() -> None:
+def test_small_batches_of_two_adapters_or_more_are_stacked() -> None:
     assert ops.stacked_plan((1, -1, 1), (2, 1, 3)) is None  # one adapter: its own product
     plan = ops.stacked_plan((2, -1, 0, 2), (2, 1, 2, 1))
-    assert plan is not None and plan.used.tolist() == [0, 2]
-    assert plan.position.tolist() == [1, 1, 0, 0, 0, 1]  # a base token's 0 is masked out
+    assert plan is not None
+    assert plan.slot.tolist() == [2, 2, 0, 0, 0, 2]  # a base token's 0 is masked out
     assert plan.has_adapter[:, 0].tolist() == [True, True, False, True, True, True]
     assert plan.rows.tolist() == [0, 1, 3, 4, 5]
+    many = ops.STACK_MAX_TOKENS // 2 + 1
+    assert ops.stacked_plan((0, 1), (many, many)) is None  # prefill: one product per adapter
+
+
+def test_a_conversion_is_not_reused_once_the_slots_are_written() -> None:
+    stacked = weights(RANK, HIDDEN, torch.bfloat16, 40)
+    first = ops.converted(stacked, torch.float32)
+    assert ops.converted(stacked, torch.float32) is first  # kept while nothing changed
+    stacked[1].copy_(weights(RANK, HIDDEN, torch.bfloat16, 41)[1])  # a new adapter in slot 1
+    second = ops.converted(stacked, torch.float32)
+    assert second is not first and torch.equal(second, stacked.float())
+    flipped = ops.converted(stacked, torch.float32, transposed=True)
+    assert flipped.shape == (SLOTS * HIDDEN, RANK)
+    assert torch.equal(flipped[HIDDEN : 2 * HIDDEN], stacked[1, 0].float().t())
 
 
 @pytest.mark.parametrize("is_prefill", [True, False], ids=["sgmv", "bgmv"])

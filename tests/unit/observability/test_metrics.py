@@ -92,6 +92,30 @@ def test_engine_stats_are_bridged_with_request_labels(tenant_gateway) -> None:
     assert value(found, queued, tenant="other") == 0.1
 
 
+def test_routers_find_vllms_series_with_adapters_named_as_clients_call_them(
+    tenant_gateway,
+) -> None:
+    """What llm-d's scorers read (names and labels as vLLM's own loggers write them)."""
+    from gateway.engine.types import EngineStats
+
+    client, engine, _ = tenant_gateway
+    assert engine.on_stats is not None
+    engine.on_stats(EngineStats(3, 2, 0.25, 2, (), ("tenant-a@v1", "tenant-b@v2"), ()))
+    engine.on_stats(EngineStats(1, 4, 0.5, 1, (), ("tenant-a@v1",), ("tenant-b@v1",)))
+    found = samples(client)
+    model = {"model_name": "base", "engine": "0"}
+    assert value(found, "vllm:num_requests_running", **model) == 1
+    assert value(found, "vllm:num_requests_waiting", **model) == 4
+    assert value(found, "vllm:kv_cache_usage_perc", **model) == 0.5
+    info = [ls for (n, ls) in found if n == "vllm:lora_requests_info"]
+    assert len(info) == 1  # only the newest label set stays
+    assert dict(info[0]) == {"max_lora": "8", "running_lora_adapters": "tenant-a",
+                             "waiting_lora_adapters": "tenant-b"}  # fmt: skip
+    engine.on_stats(EngineStats(1, 0, 0.5, 1, (), ("tenant-b@v2",), ()))  # not current
+    info = [ls for (n, ls) in samples(client) if n == "vllm:lora_requests_info"]
+    assert dict(info[0])["running_lora_adapters"] == "tenant-b@v2"
+
+
 def test_refusals_before_admission_are_counted_once(tenant_gateway) -> None:
     client, engine, _ = tenant_gateway
     assert classify(client, None).status_code == 401
