@@ -351,9 +351,9 @@ class Settings(BaseSettings):
     finetune_worker_sched_idle: bool = Field(
         default=True,
         description="Run the training worker under Linux's SCHED_IDLE policy (with its nice "
-        "value): it gets a core only when no serving thread wants one, and a serving thread "
-        "that wakes takes the core back at once. Nice alone does not do that; see "
-        "docs/fine-tuning.md#serving-while-a-job-trains.",
+        "value): it gets a core only when no serving thread wants one. Measured, neither "
+        "protects serving on a small CPU; finetune_yield_to_serving does (see "
+        "docs/fine-tuning.md#serving-while-a-job-trains).",
     )
     finetune_yield_to_serving: bool = Field(
         default=True,

@@ -1,15 +1,14 @@
 """Runs queued jobs, ``max_running`` at a time (one by default), each in a worker process.
 
 The worker starts under ``nice`` and Linux's ``SCHED_IDLE`` policy with its torch
-threads capped, so serving keeps the CPU it needs (nice alone is not enough: a serving
-thread that wakes may wait for the worker's time slice to end, and the engine's threads
-wake at every parallel step). It is the leader of its own process group, so a cancel
-(SIGTERM, then SIGKILL after ``grace_s``) reaches whatever it started. While it runs,
-its event file is read into the job store. When it has published a version, the runner
-registers it in the running gateway (the registry's own ``register``: validated,
-persisted, usable at once) and promotes it only if the job's ``promote_if`` was met. A
-job that ends any other way leaves nothing in the store: its version folder and staging
-leftovers are removed.
+threads capped, and is paused while requests are in flight (``serving_first``: measured,
+a low priority alone still cost serving several times its latency). It is the leader of
+its own process group, so a cancel (SIGTERM, then SIGKILL after ``grace_s``) reaches
+whatever it started. While it runs, its event file is read into the job store. When it
+has published a version, the runner registers it in the running gateway (the registry's
+own ``register``: validated, persisted, usable at once) and promotes it only if the
+job's ``promote_if`` was met. A job that ends any other way leaves nothing in the store:
+its version folder and staging leftovers are removed.
 """
 
 from __future__ import annotations
