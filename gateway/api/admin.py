@@ -93,6 +93,12 @@ async def unload(name: str, services: ServicesDep, body: OptionalVersion | None 
     return await services.adapters.unload(check_name(name, "name"), _version(body))
 
 
+@router.delete("/adapters/{name}")
+async def delete_adapter(name: str, services: ServicesDep) -> dict[str, Any]:
+    """The adapter and all its versions, the current one too (409 while any is in use)."""
+    return await services.adapters.delete_adapter(check_name(name, "name"))
+
+
 @router.delete("/adapters/{name}/{version}")
 async def delete_version(name: str, version: str, services: ServicesDep) -> dict[str, Any]:
     return await services.adapters.delete(check_name(name, "name"), check_name(version, "version"))

@@ -10,6 +10,7 @@ and persisted before they take effect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -176,6 +177,31 @@ class AdapterRegistry:
             shutil.rmtree(trash, ignore_errors=True)
             current = aliases[name].current if name in aliases else None
             return {"deleted": f"{name}/{version}", "current": current}
+
+    async def delete_adapter(self, name: str) -> dict[str, Any]:
+        """Unregister an adapter and remove every registered version's files, the current
+        one too; refused (409, nothing removed) while a request holds any version. Files
+        in the store that were never registered are left alone."""
+        async with self._lock(name):
+            aliases = self.state.snapshot()
+            versions = st.remove_adapter(aliases, name)
+            ids = [self._lora_ids[(name, version)] for version in versions]
+            busy = [v for v, i in zip(versions, ids, strict=True) if self.residency.leases(i)]
+            if busy:
+                raise errors.Conflict(
+                    f"{name} has requests running on {', '.join(busy)}; retry when they end"
+                )
+            for lora_id in ids:
+                await self.residency.unload(lora_id)
+            self.state.commit(aliases)
+            for version in versions:
+                found = self._versions.pop((name, version))
+                trash = found.path.with_name(f".deleted-{version}-{os.getpid()}-{time.time_ns()}")
+                os.replace(found.path, trash)  # atomic: each version vanishes whole
+                shutil.rmtree(trash, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (self.store.root / name).rmdir()  # only if nothing else is there
+            return {"deleted": name, "versions": versions}
 
     def describe(self) -> list[dict[str, Any]]:
         out = []

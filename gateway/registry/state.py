@@ -128,6 +128,13 @@ def remove_version(aliases: dict[str, AliasState], name: str, version: str) -> N
         del aliases[name]
 
 
+def remove_adapter(aliases: dict[str, AliasState], name: str) -> list[str]:
+    """Unregister ``name`` and every version of it; returns the versions."""
+    versions = list(_alias(aliases, name).versions)
+    del aliases[name]
+    return versions
+
+
 def _alias(aliases: dict[str, AliasState], name: str) -> AliasState:
     alias = aliases.get(name)
     if alias is None:

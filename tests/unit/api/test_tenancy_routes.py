@@ -226,3 +226,20 @@ def test_a_fine_tuned_version_is_its_tenants_until_it_is_made_current(tenant_gat
     client.post("/admin/adapters/tenant-a/promote", json={"version": "v2"}, headers=admin)
     res = classify(client, ALPHA, adapter="tenant-a@v2")  # current now: everyone's
     assert res.status_code == 200 and res.headers["x-gateway-adapter-version"] == "v2"
+
+
+def test_an_adapter_is_deleted_whole_with_the_admin_key(tenant_gateway) -> None:
+    client, _, tmp_path = tenant_gateway
+    admin = auth(ADMIN)
+    assert client.delete("/admin/adapters/tenant-b", headers=auth(BETA)).status_code == 401
+    res = client.delete("/admin/adapters/tenant-b", headers=admin)
+    assert res.status_code == 200, res.text
+    assert res.json() == {"deleted": "tenant-b", "versions": ["v1"]}
+    assert not (tmp_path / "store" / "tenant-b" / "v1").exists()
+    listed = client.get("/admin/adapters", headers=admin).json()["adapters"]
+    assert [a["name"] for a in listed] == ["tenant-a"]
+    res = classify(client, BETA)  # its default adapter is gone
+    assert res.status_code == 404 and res.json()["error"]["code"] == "adapter_not_found"
+    again = client.delete("/admin/adapters/tenant-b", headers=admin)
+    assert again.status_code == 404
+    assert client.delete("/admin/adapters/..%2Fx", headers=admin).status_code in (400, 404)

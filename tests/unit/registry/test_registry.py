@@ -126,6 +126,27 @@ async def test_delete_refuses_the_current_version_and_removes_files(root: Path) 
     assert _registry(root, FakeEngine()).describe()[0]["versions"][0]["version"] == "v1"
 
 
+async def test_an_adapter_is_deleted_whole_but_not_while_in_use(root: Path) -> None:
+    engine = FakeEngine()
+    registry = _registry(root, engine)
+    await registry.register("demo", "v1")
+    await registry.register("demo", "v2")
+    await registry.register("other", "v1")
+    (root / "demo" / "v3").mkdir()  # in the store, never registered: not the registry's
+    async with registry.lease(registry.version("demo", "v2")):
+        with pytest.raises(errors.Conflict):
+            await registry.delete_adapter("demo")
+    assert registry.current("demo").version == "v1"  # refused: nothing changed
+    assert await registry.delete_adapter("demo") == {"deleted": "demo", "versions": ["v1", "v2"]}
+    assert sorted(p.name for p in (root / "demo").iterdir()) == ["v3"]
+    assert engine.loras == []  # its engine slots were freed
+    with pytest.raises(errors.AdapterNotFound):
+        registry.current("demo")
+    assert [a["name"] for a in _registry(root, FakeEngine()).describe()] == ["other"]
+    with pytest.raises(errors.AdapterNotFound):
+        await registry.delete_adapter("demo")
+
+
 async def test_recovery_drops_versions_that_vanished(root: Path) -> None:
     registry = _registry(root, FakeEngine())
     await registry.register("demo", "v1")
