@@ -89,6 +89,8 @@ class FineTuning:
         """Recover from the last run (jobs that were running fail), then start training."""
         for job_id in self.jobs.recover():
             log.warning("fine-tuning job %s was running when the gateway stopped: failed", job_id)
+            # its worker died with the gateway (worker.py): remove what it left in the store
+            self.runner.endings.discard(self.jobs.by_id(job_id))
         self.runner.start()
 
     async def stop(self) -> None:

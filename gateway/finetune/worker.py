@@ -14,7 +14,9 @@ way out and nothing half-written stays in the store.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import shutil
 import signal
 import sys
@@ -29,6 +31,7 @@ from gateway.registry.store import StoreLimits
 from gateway.training.config import TrainConfig
 from gateway.training.recipe import DataCheckFailed, train
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 KEEP_CHECKPOINTS = 3  # the last epochs' weights on disk; every epoch's metrics are kept
 
 
@@ -139,7 +142,20 @@ def _stop(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def die_with_parent() -> None:
+    """SIGKILL this worker when the gateway that started it dies, however it dies. A
+    gateway that crashed leaves no worker training on (or stopped by ``serving_first``
+    forever); the next start fails the job and removes what it left in the store."""
+    parent = os.getppid()
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
+    die_with_parent()
     signal.signal(signal.SIGTERM, _stop)
     job_dir = Path(argv[0])
     return run(job_dir, EventLog(job_dir / "events.jsonl"))

@@ -182,3 +182,28 @@ async def test_shutdown_fails_the_running_job_as_interrupted(setup: Setup) -> No
     done = setup.jobs.by_id(record["id"])
     assert done["status"] == "failed" and done["error"]["code"] == "interrupted"
     assert setup.leftovers(record) == []
+
+
+async def test_a_job_running_when_the_gateway_died_fails_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """What a start after a crash finds: the job still ``running`` in the store, the
+    staging folder its worker (killed with the gateway) left in the adapter store."""
+    from gateway.finetune.service import FineTuning
+
+    setup = Setup(tmp_path)
+    record = setup.jobs.insert(job(suffix="hang"))
+    setup.jobs.move(record["id"], "queued")
+    setup.jobs.move(record["id"], "running")
+    version = record["gateway"]["version"]
+    leftover = setup.store / "acme-intents" / f".staging-{version}-1234"
+    leftover.mkdir(parents=True)
+    service = FineTuning(settings=None, files=None, jobs=setup.jobs, runner=setup.runner)  # type: ignore[arg-type]
+    service.start()
+    try:
+        found = setup.jobs.by_id(record["id"])
+        assert found["status"] == "failed" and found["error"]["code"] == "interrupted"
+        assert not leftover.exists()
+        assert (setup.store / "acme-intents" / "v1").is_dir()  # the registered version stays
+    finally:
+        await setup.runner.stop()

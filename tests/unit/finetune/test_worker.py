@@ -4,6 +4,11 @@ published version and its evaluation, as events; a failed check trains nothing."
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +86,42 @@ def test_a_failed_check_ends_the_worker_before_any_step(
     assert any(f["status"] == "FAIL" for f in failure["findings"])
     assert not [line for line in lines if line["type"] == "metrics"]
     assert not (tmp_path / "store").exists()
+
+
+def test_a_worker_dies_with_the_gateway_that_started_it() -> None:
+    """A crashed gateway leaves no worker training on, nor one stopped for serving."""
+    child = (
+        "import os, time\n"
+        "from gateway.finetune.worker import die_with_parent\n"
+        "die_with_parent()\n"
+        "print(os.getpid(), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    gateway = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=subprocess.PIPE)\n"
+        "print(p.stdout.readline().decode().strip(), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", gateway], stdout=subprocess.PIPE)
+    try:
+        worker = int(parent.stdout.readline())
+        assert alive(worker)
+        os.kill(worker, signal.SIGSTOP)  # paused for serving, as serving_first does
+    finally:
+        parent.kill()  # no chance to clean up
+        parent.wait()
+        parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while alive(worker):
+        assert time.monotonic() < deadline, "the worker outlived its gateway"
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """Running or stopped; a zombie (dead, not yet reaped) is not alive."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
