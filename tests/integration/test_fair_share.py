@@ -80,5 +80,5 @@ def test_a_tenants_backlog_does_not_hold_back_another_tenants_request(
     after_beta = len(done) - 1 - done.index("b")
     # Fair order: beta takes the next free slot, ahead of alpha's six waiting requests,
     # so most of them finish after it (5 or 6 in our runs). Arrival order leaves none
-    # after it (0 with fair_share off).
-    assert after_beta >= 3, done
+    # after it (0 with fair_share off), or one that ran beside it.
+    assert after_beta >= 2, done
