@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import time
 from collections.abc import Callable
 
-log = logging.getLogger(__name__)
 TICK_S = 0.05
 
 
