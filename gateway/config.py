@@ -297,6 +297,62 @@ class Settings(BaseSettings):
         default=False, description="Permit auth_mode=none on a non-loopback host."
     )
 
+    # Shared state: several replicas behind one address
+    state_backend: Literal["files", "postgres"] = Field(
+        default="files",
+        description="files = one process: registry.json and tenants_file (the default); "
+        "postgres = replicas share tenants, adapter versions, aliases and canaries through "
+        "Postgres (state_database_url) and adapter files through object storage "
+        "(object_store_url). See docs/scaling.md.",
+    )
+    state_database_url: SecretStr | None = Field(
+        default=None,
+        description="libpq URL of the shared state database (postgresql://user:pw@host/db); "
+        "required with state_backend=postgres. Create its tables with `gateway state migrate`.",
+    )
+    state_resync_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between full resyncs from Postgres, the backstop for "
+        "notifications lost while a replica was disconnected.",
+    )
+    replica_id: str | None = Field(
+        default=None,
+        description="This replica's name in the alias history; unset = `<hostname>-<pid>`.",
+    )
+    object_store_url: str | None = Field(
+        default=None,
+        description="Where adapter versions live with state_backend=postgres: "
+        "`s3://bucket/prefix`. Credentials come from the usual AWS variables "
+        "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); adapter_store becomes a local cache.",
+    )
+    object_store_endpoint: str | None = Field(
+        default=None,
+        description="Endpoint of an S3-compatible server (MinIO, Ceph, moto); unset = AWS.",
+    )
+    adapter_cache_max_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="With object storage: the most bytes of adapter versions kept in the "
+        "local store; the least recently used are removed (never a current, canary, loaded "
+        "or busy one). Unset = no bound.",
+    )
+    rate_limit_backend: Literal["memory", "redis"] = Field(
+        default="memory",
+        description="memory = per-process buckets (one replica); redis = buckets and "
+        "concurrency counted in Redis (redis_url), so N replicas together admit what one "
+        "would.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="redis:// URL; required with rate_limit_backend=redis."
+    )
+    rate_limit_on_redis_error: Literal["open", "closed"] = Field(
+        default="open",
+        description="When Redis cannot be reached: open = admit without counting, closed = "
+        "refuse with 503 rate_limiter_unavailable. Either is counted in "
+        "gateway_rate_limit_backend_errors_total.",
+    )
+
     # Classification (/v1/classify) for requests on the base model
     intent_labels: list[str] = Field(
         default_factory=lambda: list(DEMO_LABELS),
@@ -432,8 +488,17 @@ class Settings(BaseSettings):
                 f"auth_mode=none serves anyone who can reach {self.host}; use auth_mode=tenants, "
                 "bind to 127.0.0.1, or set allow_open_auth=true to force it"
             )
-        if self.auth_mode == "tenants" and self.tenants_file is None:
+        if self.auth_mode == "tenants" and self.tenants_file is None and not self.shared_state:
             raise ValueError("auth_mode=tenants needs tenants_file (a YAML file of tenants)")
+        if self.shared_state and (self.state_database_url is None or not self.object_store_url):
+            raise ValueError(
+                "state_backend=postgres needs state_database_url and object_store_url: "
+                "replicas share adapter records in Postgres and their files in object storage"
+            )
+        if self.object_store_url is not None and not self.object_store_url.startswith("s3://"):
+            raise ValueError("object_store_url must look like s3://bucket/prefix")
+        if self.rate_limit_backend == "redis" and self.redis_url is None:
+            raise ValueError("rate_limit_backend=redis needs redis_url")
         _check_secret("admin_key", self.admin_key)
         _check_secret("metrics_key", self.metrics_key)
         if self.metrics_key is not None and self.metrics_key == self.admin_key:
@@ -442,6 +507,10 @@ class Settings(BaseSettings):
                 "and it must not open the admin API"
             )
         return self
+
+    @property
+    def shared_state(self) -> bool:
+        return self.state_backend == "postgres"
 
     @property
     def registry_path(self) -> Path:

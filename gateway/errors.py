@@ -233,6 +233,32 @@ class AdapterUnavailable(GatewayError):
     retryable = True
 
 
+class RateLimiterUnavailable(GatewayError):
+    """The shared rate-limit store (Redis) cannot be reached and the operator chose to
+    fail closed: admitting without counting could let N replicas exceed a tenant's limit."""
+
+    status_code = 503
+    code = "rate_limiter_unavailable"
+    retryable = True
+
+
+class StateUnavailable(GatewayError):
+    """The shared state store (Postgres) cannot be reached: reads are served from the
+    replica's cache, but a change cannot be made durable, so it is refused."""
+
+    status_code = 503
+    code = "state_unavailable"
+    retryable = True
+
+
+class AdapterIntegrityFailed(GatewayError):
+    """An adapter object's bytes do not match the SHA-256 its record holds: it is never
+    loaded. A storage fault (or tampering), not the caller's."""
+
+    status_code = 502
+    code = "adapter_integrity_failed"
+
+
 class FineTuningDisabled(GatewayError):
     """The operator has not set ``finetune_dir``: no files, no jobs."""
 

@@ -104,11 +104,15 @@ async def start_services(
     try:
         engine, base = await asyncio.to_thread(factory, settings)
         services = Services.build(settings, engine, base)
-        services.adapters.recover()  # drop (and log) persisted versions that no longer pass
-        for name, version in settings.adapters.items():
-            services.adapters.ensure(name, version)  # validated before the engine starts
+        if services.shared is None:
+            services.adapters.recover()  # drop (and log) persisted versions that fail now
+            for name, version in settings.adapters.items():
+                services.adapters.ensure(name, version)  # validated before the engine starts
         app.state.engine = engine
         await engine.start()  # type: ignore[attr-defined]
+        if services.shared is not None:
+            app.state.shared = services.shared
+            await services.shared.start()  # adopt (and seed) the shared state, then follow
         services.describe_base(engine.quantization or {"method": "none"})
         for name in services.adapters.names()[: settings.max_cpu_loras]:
             await services.adapters.load(name)  # warm the current versions
@@ -197,6 +201,9 @@ def create_app(
         finetune = getattr(app.state, "finetune", None)
         if finetune is not None:  # its worker is stopped and its job fails as interrupted
             await finetune.stop()
+        shared = getattr(app.state, "shared", None)
+        if shared is not None:
+            await shared.stop()
         engine = getattr(app.state, "engine", None)
         if engine is not None and hasattr(engine, "shutdown"):
             engine.shutdown()

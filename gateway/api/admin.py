@@ -15,7 +15,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from gateway import errors
-from gateway.api.admin_protocol import OptionalVersion, RegisterAdapter, VersionChoice
+from gateway.api.admin_protocol import (
+    CanaryChoice,
+    OptionalVersion,
+    RegisterAdapter,
+    VersionChoice,
+)
 from gateway.api.deps import AdminKeyFirstRoute, ServicesDep
 from gateway.api.protocol import ErrorResponse
 from gateway.common.names import excerpt, require_name
@@ -81,6 +86,40 @@ async def promote(name: str, body: VersionChoice, services: ServicesDep) -> dict
 @router.post("/adapters/{name}/rollback")
 async def rollback(name: str, services: ServicesDep) -> dict[str, Any]:
     return await services.adapters.rollback(name)
+
+
+@router.post("/adapters/{name}/canary")
+async def start_canary(name: str, body: CanaryChoice, services: ServicesDep) -> dict[str, Any]:
+    """A second version takes ``weight`` of the alias's requests until promote, rollback or
+    DELETE ends it; X-Gateway-Adapter-Version says which version answered."""
+    version = check_name(body.version, "version")
+    return await services.adapters.set_canary(check_name(name, "name"), version, body.weight)
+
+
+@router.delete("/adapters/{name}/canary")
+async def end_canary(name: str, services: ServicesDep) -> dict[str, Any]:
+    return await services.adapters.set_canary(check_name(name, "name"), None, 0.0)
+
+
+@router.get("/adapters/{name}/history")
+async def alias_history(name: str, services: ServicesDep) -> dict[str, Any]:
+    """Every change of the alias with state_backend=postgres (who, when, from, to); with
+    files, only the rollback stack."""
+    check_name(name, "name")
+    alias = services.adapters.state.aliases.get(name)
+    if services.shared is None:
+        if alias is None:
+            raise errors.AdapterNotFound(f"the adapter {name!r} does not exist", param="name")
+        return {"name": name, "rollback_stack": alias.history}
+    return {"name": name, "events": await services.shared.history(name)}
+
+
+@router.get("/state")
+async def state(services: ServicesDep) -> dict[str, Any]:
+    """Where this replica's state lives and, when shared, whether it is in step."""
+    if services.shared is None:
+        return {"backend": "files", "registry": str(services.settings.registry_path)}
+    return services.shared.describe()
 
 
 @router.post("/adapters/{name}/load")

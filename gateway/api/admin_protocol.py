@@ -21,3 +21,10 @@ class VersionChoice(_Strict):
 
 class OptionalVersion(_Strict):
     version: str | None = Field(default=None, max_length=64)
+
+
+class CanaryChoice(_Strict):
+    """Send ``weight`` (0 < weight < 1) of the adapter's requests to ``version``."""
+
+    version: str = Field(max_length=64)
+    weight: float = Field(gt=0, lt=1, allow_inf_nan=False, examples=[0.05])

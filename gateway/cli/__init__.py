@@ -1,4 +1,5 @@
-"""``gateway serve | train | eval | bench | model | adapters | console | keys | schemas | config``.
+"""``gateway serve | train | eval | bench | model | adapters | console | state | keys | schemas
+| config``.
 
 A mistake of the user (a missing file, a bad row or value, an occupied port, a server
 that does not answer) raises ``UsageError`` where it is found, before any model loads;
@@ -25,6 +26,7 @@ from gateway.cli.commands import (
 )
 from gateway.cli.console import add_console_commands
 from gateway.cli.model import add_model_commands
+from gateway.cli.state import add_state_commands
 from gateway.common.usage import UsageError
 
 BENCHES = (
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_adapters_commands(sub)
 
     add_console_commands(sub)
+    add_state_commands(sub)
 
     keys = sub.add_parser("keys", help="API keys for tenants.yaml (only hashes are stored)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

@@ -173,6 +173,30 @@ class GatewayMetrics:
         )  # fmt: skip
         self.build = Info("gateway_build", "Version, base model and engine settings.", registry=r)
         self.ready = Gauge("gateway_ready", "1 when the engine can generate.", registry=r)
+        # shared state (state_backend=postgres, rate_limit_backend=redis)
+        self.state_connected = Gauge(
+            "gateway_state_connected",
+            "1 while this replica listens to the shared state database (0: serving from "
+            "its cache).", registry=r,
+        )  # fmt: skip
+        self.state_syncs = Counter(
+            "gateway_state_syncs", "Resyncs from the shared state database, by outcome.",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        self.state_last_sync = Gauge(
+            "gateway_state_last_sync_timestamp_seconds",
+            "When this replica last adopted the shared state.", registry=r,
+        )  # fmt: skip
+        self.adapter_integrity_failures = Counter(
+            "gateway_adapter_integrity_failures",
+            "Adapter objects refused because their bytes did not match their SHA-256.",
+            registry=r,
+        )  # fmt: skip
+        self.rate_limit_backend_errors = Counter(
+            "gateway_rate_limit_backend_errors",
+            "Admissions decided without the shared rate-limit store, by outcome (admitted: "
+            "fail open; refused: fail closed).", ["outcome"], registry=r,
+        )  # fmt: skip
 
     def request_labels(
         self, tenant: str | None, adapter: str | None, schema: str | None, endpoint: str

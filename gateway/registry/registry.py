@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import itertools
 import logging
 import os
+import random
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,16 @@ class AdapterRegistry:
         self._lora_ids: dict[tuple[str, str], int] = {}
         self._next_id = itertools.count(1)  # never reused, as vLLM requires
         self._locks: dict[str, asyncio.Lock] = {}
+        # Shared mode (Postgres + object storage): uploads a new version's files and
+        # stages its record in the state before the commit that registers it.
+        self.publisher: Callable[[AdapterVersion], Any] | None = None
+        self._sha: dict[tuple[str, str], str] = {}  # shared mode: the verified object hash
+        # shared mode: records refused for their content (hash, validation), by hash, so
+        # each resync does not download the same bad object again
+        self._refused: dict[tuple[str, str], tuple[str, str]] = {}
+        self.pick: Callable[[], float] = random.random  # the canary's coin (tests fix it)
+        # Shared mode with a bounded local cache: brings back a version's evicted files.
+        self.refetch: Callable[[str, str], AdapterVersion] | None = None
 
     # start-up -------------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -80,9 +92,14 @@ class AdapterRegistry:
 
     # lookups --------------------------------------------------------------------------
     def current(self, name: str) -> AdapterVersion:
+        """The version a request for ``name`` gets: the current one, or, for a share of
+        requests equal to the canary's weight, the canary (the answer's
+        X-Gateway-Adapter-Version header says which)."""
         alias = self.state.aliases.get(name)
         if alias is None or alias.current is None:
             raise errors.AdapterNotFound(f"the model {name!r} does not exist", param="model")
+        if alias.canary is not None and self.pick() < alias.canary_weight:
+            return self._versions[(name, alias.canary)]
         return self._versions[(name, alias.current)]
 
     def version(self, name: str, version: str | None) -> AdapterVersion:
@@ -105,6 +122,7 @@ class AdapterRegistry:
     async def lease(self, found: AdapterVersion) -> AsyncIterator[LoraRef]:
         """Hold ``found`` loaded in the engine for the duration of one request."""
         ref = self.lora_ref(found)
+        await self._on_disk(found)
         await self.residency.acquire(ref)
         try:
             yield ref
@@ -118,7 +136,8 @@ class AdapterRegistry:
             aliases = self.state.snapshot()
             if not st.add_version(aliases, name, version):
                 raise errors.Conflict(f"{name}/{version} is already registered")
-            self.state.commit(aliases)
+            await self._publish(found)
+            await self._commit(aliases, "register")
             self._remember(found)
             return {"registered": f"{name}/{version}", "current": aliases[name].current}
 
@@ -128,7 +147,8 @@ class AdapterRegistry:
             found = await asyncio.to_thread(install_archive, self.store, name, version, archive)
             aliases = self.state.snapshot()
             st.add_version(aliases, name, version)
-            self.state.commit(aliases)
+            await self._publish(found)
+            await self._commit(aliases, "register")
             self._remember(found)
             return {"registered": f"{name}/{version}", "current": aliases[name].current,
                     "size_bytes": found.size_bytes}  # fmt: skip
@@ -138,16 +158,30 @@ class AdapterRegistry:
             check_name(version, "version")
             aliases = self.state.snapshot()
             previous = st.promote(aliases, name, version)
+            await self._on_disk(self._versions[(name, version)])
             await self.residency.load(self.lora_ref(self._versions[(name, version)]))
-            self.state.commit(aliases)  # warm first, then switch: no cold first request
+            await self._commit(aliases, "promote")  # warm first, then switch: no cold start
             return {"name": name, "previous": previous, "current": version}
+
+    async def set_canary(self, name: str, version: str | None, weight: float) -> dict[str, Any]:
+        """Send ``weight`` of ``name``'s requests to ``version`` (None ends the canary)."""
+        async with self._lock(name):
+            aliases = self.state.snapshot()
+            alias = st.set_canary(aliases, name, version, weight)
+            if version is not None:
+                await self._on_disk(self._versions[(name, version)])
+                await self.residency.load(self.lora_ref(self._versions[(name, version)]))
+            await self._commit(aliases, "canary" if version else "canary_end")
+            return {"name": name, "current": alias.current, "canary": alias.canary,
+                    "canary_weight": alias.canary_weight}  # fmt: skip
 
     async def rollback(self, name: str) -> dict[str, Any]:
         async with self._lock(name):
             aliases = self.state.snapshot()
             previous, current = st.rollback(aliases, name)
+            await self._on_disk(self._versions[(name, current)])
             await self.residency.load(self.lora_ref(self._versions[(name, current)]))
-            self.state.commit(aliases)
+            await self._commit(aliases, "rollback")
             return {"name": name, "previous": previous, "current": current}
 
     def is_registered(self, name: str, version: str) -> bool:
@@ -155,6 +189,7 @@ class AdapterRegistry:
 
     async def load(self, name: str, version: str | None = None) -> dict[str, Any]:
         found = self.version(name, version)
+        await self._on_disk(found)
         loaded = await self.residency.load(self.lora_ref(found))
         return {"loaded": f"{found.name}/{found.version}", "changed": loaded}
 
@@ -170,7 +205,7 @@ class AdapterRegistry:
             aliases = self.state.snapshot()
             st.remove_version(aliases, name, version)
             await self.residency.unload(self._lora_ids[(name, version)])
-            self.state.commit(aliases)
+            await self._commit(aliases, "delete_version")
             del self._versions[(name, version)]
             trash = found.path.with_name(f".deleted-{version}-{os.getpid()}-{time.time_ns()}")
             os.replace(found.path, trash)  # atomic: the version vanishes whole
@@ -193,7 +228,7 @@ class AdapterRegistry:
                 )
             for lora_id in ids:
                 await self.residency.unload(lora_id)
-            self.state.commit(aliases)
+            await self._commit(aliases, "delete")
             for version in versions:
                 found = self._versions.pop((name, version))
                 trash = found.path.with_name(f".deleted-{version}-{os.getpid()}-{time.time_ns()}")
@@ -218,11 +253,104 @@ class AdapterRegistry:
                     "loaded": self.residency.is_loaded(lora_id),
                     "requests_running": self.residency.leases(lora_id),
                 })  # fmt: skip
-            out.append({"name": name, "current": alias.current, "history": alias.history,
-                        "versions": versions})  # fmt: skip
+            entry = {"name": name, "current": alias.current, "history": alias.history,
+                     "versions": versions}  # fmt: skip
+            if alias.canary is not None:
+                entry.update(canary=alias.canary, canary_weight=alias.canary_weight)
+            out.append(entry)
         return out
 
+    # shared mode ----------------------------------------------------------------------
+    async def adopt_shared(
+        self, aliases: dict[str, st.AliasState], records: dict[tuple[str, str], Any],
+        materialize: Callable[[Any], AdapterVersion],
+    ) -> list[str]:  # fmt: skip
+        """Take the shared state another replica (or this one) committed.
+
+        Versions new to this replica are fetched and verified (``materialize``) before
+        any alias may point at them; one that fails is reported and left out, and an
+        alias whose current version failed keeps what this replica served before. A
+        changed current version is loaded before the switch when the old one was loaded,
+        so the first request after a promotion does not pay the load. Versions deleted
+        elsewhere are forgotten once no request here holds them.
+        """
+        problems: list[str] = []
+        usable: set[tuple[str, str]] = set()
+        for key, record in records.items():
+            have = self._versions.get(key)
+            if have is not None and self._sha.get(key) == record.sha256 and have.path.is_dir():
+                usable.add(key)
+                continue
+            refused = self._refused.get(key)
+            if refused is not None and refused[0] == record.sha256:
+                problems.append(refused[1])
+                continue
+            try:
+                found = await asyncio.to_thread(materialize, record)
+            except errors.GatewayError as exc:
+                problems.append(f"{key[0]}/{key[1]}: {exc.message}")
+                if isinstance(exc, errors.AdapterIntegrityFailed | errors.AdapterInvalid):
+                    self._refused[key] = (record.sha256, problems[-1])
+                    log.error("registry: not adopted %s", problems[-1])
+                else:  # storage unreachable: tried again at the next resync
+                    log.warning("registry: not adopted yet %s", problems[-1])
+                continue
+            self._remember(found)
+            self._sha[key] = record.sha256
+            usable.add(key)
+        before = self.state.aliases
+        adopted: dict[str, st.AliasState] = {}
+        for name, shared in aliases.items():
+            alias = copy.deepcopy(shared)
+            alias.versions = [v for v in alias.versions if (name, v) in usable]
+            if alias.canary is not None and (name, alias.canary) not in usable:
+                alias.canary, alias.canary_weight = None, 0.0
+            if alias.current not in alias.versions:
+                if name in before:  # keep serving what we had; the failure is reported
+                    adopted[name] = before[name]
+                continue
+            adopted[name] = alias
+        for name, alias in adopted.items():
+            old = before.get(name)
+            if old is None or old.current == alias.current or old.current is None:
+                continue
+            old_id = self._lora_ids.get((name, old.current))
+            if old_id is not None and self.residency.is_loaded(old_id):
+                with contextlib.suppress(errors.GatewayError):
+                    await self.residency.load(self.lora_ref(self._versions[(name, alias.current)]))
+        kept = {k for k in usable if k[0] in adopted and k[1] in adopted[k[0]].versions}
+        self.state.adopt(adopted, {k: v for k, v in records.items() if k in kept})  # type: ignore[attr-defined]
+        for key in [k for k in self._versions if k not in kept]:
+            lora_id = self._lora_ids[key]
+            if not self.residency.leases(lora_id):
+                await self.residency.unload(lora_id)
+                del self._versions[key]
+        return problems
+
+    def busy_versions(self) -> set[tuple[str, str]]:
+        """Versions loaded in the engine or held by a request: never evicted from disk."""
+        return {
+            key for key, lora_id in self._lora_ids.items()
+            if self.residency.is_loaded(lora_id) or self.residency.leases(lora_id)
+        }  # fmt: skip
+
+    def mark_verified(self, name: str, version: str, sha256: str) -> None:
+        self._sha[(name, version)] = sha256
+
     # internals ------------------------------------------------------------------------
+    async def _on_disk(self, found: AdapterVersion) -> None:
+        """A version whose files the local cache removed is fetched again first."""
+        if self.refetch is not None and not found.path.is_dir():
+            self._remember(await asyncio.to_thread(self.refetch, found.name, found.version))
+
+    async def _publish(self, found: AdapterVersion) -> None:
+        if self.publisher is not None:
+            await asyncio.to_thread(self.publisher, found)
+
+    async def _commit(self, aliases: dict[str, st.AliasState], action: str) -> None:
+        """The write happens in a thread: a database round trip must not stall requests."""
+        await asyncio.to_thread(self.state.commit, aliases, action)
+
     def _remember(self, found: AdapterVersion) -> AdapterVersion:
         key = (found.name, found.version)
         self._versions[key] = found

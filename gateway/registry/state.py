@@ -28,9 +28,17 @@ class AliasState:
     versions: list[str] = field(default_factory=list)
     current: str | None = None
     history: list[str] = field(default_factory=list)  # previous currents, newest last
+    canary: str | None = None  # a second version that takes ``canary_weight`` of requests
+    canary_weight: float = 0.0
+    rev: int = 0  # the shared store's row version (0: not stored there yet; files: unused)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"versions": self.versions, "current": self.current, "history": self.history}
+        body: dict[str, Any] = {
+            "versions": self.versions, "current": self.current, "history": self.history
+        }  # fmt: skip
+        if self.canary is not None:
+            body.update(canary=self.canary, canary_weight=self.canary_weight)
+        return body
 
 
 class RegistryState:
@@ -55,6 +63,8 @@ class RegistryState:
                     versions=list(alias["versions"]),
                     current=alias["current"],
                     history=list(alias["history"]),
+                    canary=alias.get("canary"),
+                    canary_weight=float(alias.get("canary_weight", 0.0)),
                 )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"registry state {path} is unreadable: {exc}") from exc
@@ -63,8 +73,9 @@ class RegistryState:
     def snapshot(self) -> dict[str, AliasState]:
         return copy.deepcopy(self.aliases)
 
-    def commit(self, aliases: dict[str, AliasState]) -> None:
-        """Persist ``aliases`` first, then adopt them: a failed write changes nothing."""
+    def commit(self, aliases: dict[str, AliasState], action: str = "change") -> None:
+        """Persist ``aliases`` first, then adopt them: a failed write changes nothing.
+        ``action`` names the change for a store that keeps a history (Postgres)."""
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             body = {"format": FORMAT, "adapters": {k: v.as_dict() for k, v in aliases.items()}}
@@ -101,7 +112,26 @@ def promote(aliases: dict[str, AliasState], name: str, version: str) -> str | No
         if previous is not None:
             alias.history.append(previous)
         alias.current = version
+    alias.canary, alias.canary_weight = None, 0.0  # a promotion ends any canary
     return previous
+
+
+def set_canary(
+    aliases: dict[str, AliasState], name: str, version: str | None, weight: float
+) -> AliasState:
+    """Send ``weight`` of the alias's requests to ``version`` (None: end the canary)."""
+    alias = _alias(aliases, name)
+    if version is None:
+        alias.canary, alias.canary_weight = None, 0.0
+        return alias
+    if version not in alias.versions:
+        raise errors.AdapterNotFound(f"adapter {name!r} has no version {version!r}")
+    if version == alias.current:
+        raise errors.Conflict(f"{name}/{version} is already the current version")
+    if not 0.0 < weight < 1.0:
+        raise errors.InvalidRequest("a canary's weight must be between 0 and 1", param="weight")
+    alias.canary, alias.canary_weight = version, weight
+    return alias
 
 
 def rollback(aliases: dict[str, AliasState], name: str) -> tuple[str | None, str]:
@@ -111,6 +141,7 @@ def rollback(aliases: dict[str, AliasState], name: str) -> tuple[str | None, str
     if not alias.history:
         raise errors.Conflict(f"adapter {name!r} has no earlier version to roll back to")
     previous, alias.current = alias.current, alias.history.pop()
+    alias.canary, alias.canary_weight = None, 0.0
     return previous, alias.current
 
 
@@ -122,6 +153,8 @@ def remove_version(aliases: dict[str, AliasState], name: str, version: str) -> N
         raise errors.Conflict(
             f"{name}/{version} is the current version; promote another version first"
         )
+    if alias.canary == version:
+        raise errors.Conflict(f"{name}/{version} is the alias's canary; end the canary first")
     alias.versions.remove(version)
     alias.history = [v for v in alias.history if v != version]
     if not alias.versions:

@@ -34,6 +34,7 @@ class Services:
     admin_key_hash: str | None
     metrics: GatewayMetrics
     base_quantization: dict[str, Any] = field(default_factory=lambda: {"method": "none"})
+    shared: Any = None  # gateway.cluster.shared.SharedMode with state_backend=postgres
 
     @property
     def is_open(self) -> bool:
@@ -43,21 +44,29 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, engine: EngineClient, base_model: ModelInfo) -> Services:
         store = AdapterStore(settings.adapter_store, store_limits(settings, base_model))
-        adapters = AdapterRegistry(
-            store, RegistryState.load(settings.registry_path), engine, settings.max_cpu_loras
-        )
         admin_hash = hash_key(settings.admin_key.get_secret_value()) if settings.admin_key else None
-        tenants = TenantDirectory.load(
-            settings.tenants_file if settings.auth_mode == "tenants" else None, admin_hash
-        )
+        if settings.shared_state:
+            from gateway.cluster.pg_tenants import PgTenantDirectory
+            from gateway.cluster.shared import SharedMode
+
+            state, url = SharedMode.build_state(settings)
+            adapters = AdapterRegistry(store, state, engine, settings.max_cpu_loras)
+            tenants: TenantDirectory = PgTenantDirectory(url, admin_hash)
+        else:
+            adapters = AdapterRegistry(
+                store, RegistryState.load(settings.registry_path), engine, settings.max_cpu_loras
+            )
+            tenants = TenantDirectory.load(
+                settings.tenants_file if settings.auth_mode == "tenants" else None, admin_hash
+            )
         schemas = SchemaRegistry(
             labels=tuple(settings.intent_labels),
             schemas_dir=settings.schemas_dir,
             max_bytes=settings.max_schema_bytes,
             max_depth=settings.max_schema_depth,
         )
-        limiter = Limiter()
         metrics = GatewayMetrics()
+        limiter = build_limiter(settings, metrics)
         schemas.on_event = lambda event: (
             metrics.schema_cache_hits if event == "hit" else metrics.schema_compilations
         ).inc()
@@ -75,6 +84,8 @@ class Services:
             admin_hash, metrics,
         )  # fmt: skip
         services.describe_base(None)
+        if settings.shared_state:
+            services.shared = SharedMode(settings, adapters, tenants, metrics)  # type: ignore[arg-type]
         return services
 
     def describe_base(self, quantization: dict[str, Any] | None) -> None:
@@ -98,6 +109,22 @@ class Services:
         self.metrics.adapters_resident.labels(where="loaded").set(
             self.adapters.residency.num_loaded
         )
+
+
+def build_limiter(settings: Settings, metrics: GatewayMetrics) -> Any:
+    """In-process buckets, or Redis-held ones that every replica counts against."""
+    if settings.rate_limit_backend != "redis":
+        return Limiter()
+    from gateway.tenancy.redis_limits import RedisLimiter
+
+    return RedisLimiter(
+        settings.redis_url.get_secret_value(),  # type: ignore[union-attr]
+        on_error=settings.rate_limit_on_redis_error,
+        lease_ttl_s=settings.request_timeout_s + 60,
+        on_backend_error=lambda outcome: metrics.rate_limit_backend_errors.labels(
+            outcome=outcome
+        ).inc(),
+    )
 
 
 def record_engine_stats(metrics: GatewayMetrics, chat: ChatService, stats: EngineStats) -> None:

@@ -133,7 +133,7 @@ class AdmissionControl:
         try:
             if payer is not None and schema is not None:
                 self.schema_budget.check(payer, schema.digest)
-            lease = self.limiter.admit(tenant, reserve) if tenant else None
+            lease = await self.limiter.admit_async(tenant, reserve) if tenant else None
         except errors.RateLimited as exc:
             recorder.rejected(exc.reason, code=exc.code)
             raise

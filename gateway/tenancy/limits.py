@@ -129,6 +129,10 @@ class Limiter:
         self._running[name] += 1
         return Lease(self, name, estimated_tokens)
 
+    async def admit_async(self, tenant: Tenant, estimated_tokens: int) -> Lease:
+        """``admit``, awaitable like ``RedisLimiter.admit``, so callers can use either."""
+        return self.admit(tenant, estimated_tokens)
+
     def _finish(self, lease: Lease, actual_tokens: int | None) -> None:
         self._running[lease.tenant] -= 1
         bucket = self._tokens.get(lease.tenant)

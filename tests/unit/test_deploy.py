@@ -113,12 +113,12 @@ def test_kubernetes_manifests_validate_offline() -> None:
     kinds = set()
     for _, doc in _k8s_documents():
         kinds.add(doc["kind"])
-        if doc["kind"] == "ServiceMonitor":  # a CRD: the Prometheus Operator's required shape
-            jsonschema.validate(doc, SERVICE_MONITOR)
+        if doc["kind"] in CRD_SHAPES:  # custom resources: their APIs' required shapes
+            jsonschema.validate(doc, CRD_SHAPES[doc["kind"]])
             continue
         kubernetes_validate.validate(doc, version, strict=True)  # raises with the reason
     assert kinds >= {"Deployment", "Service", "ConfigMap", "Secret", "PersistentVolumeClaim",
-                     "ServiceMonitor"}  # fmt: skip
+                     "ServiceMonitor", "InferencePool", "HTTPRoute"}  # fmt: skip
     deployment = next(d for _, d in _k8s_documents() if d["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
@@ -241,3 +241,82 @@ SERVICE_MONITOR = {
         },
     },
 }
+
+
+def test_the_inference_pool_selects_the_gateway_pods_and_the_route_targets_it() -> None:
+    """The llm-d example points where the Deployment really is: the pool's selector matches
+    the pods' labels, its port is the container's, and the HTTPRoute's backend is the pool."""
+    docs = {d["kind"]: d for _, d in _k8s_documents()}
+    pool, route, deployment = docs["InferencePool"], docs["HTTPRoute"], docs["Deployment"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pool["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["containerPort"] for p in container["ports"]}
+    assert {p["number"] for p in pool["spec"]["targetPorts"]} <= ports
+    backends = [b for rule in route["spec"]["rules"] for b in rule["backendRefs"]]
+    assert backends == [{"group": "inference.networking.k8s.io", "kind": "InferencePool",
+                         "name": pool["metadata"]["name"]}]  # fmt: skip
+
+
+INFERENCE_POOL = {  # inference.networking.k8s.io/v1, the fields its CRD requires
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "inference.networking.k8s.io/v1"},
+        "spec": {
+            "type": "object",
+            "required": ["selector", "targetPorts", "endpointPickerRef"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {
+                    "type": "object", "required": ["matchLabels"],
+                    "properties": {"matchLabels": {
+                        "type": "object", "minProperties": 1,
+                        "additionalProperties": {"type": "string"}}},
+                },
+                "targetPorts": {
+                    "type": "array", "minItems": 1, "maxItems": 8,
+                    "items": {"type": "object", "required": ["number"],
+                              "additionalProperties": False,
+                              "properties": {"number": {"type": "integer", "minimum": 1,
+                                                        "maximum": 65535}}},
+                },
+                "appProtocol": {"enum": ["http", "kubernetes.io/h2c"]},
+                "endpointPickerRef": {
+                    "type": "object", "required": ["name", "port"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "group": {"type": "string"}, "kind": {"type": "string"},
+                        "name": {"type": "string", "minLength": 1},
+                        "port": {"type": "object", "required": ["number"],
+                                 "properties": {"number": {"type": "integer"}}},
+                        "failureMode": {"enum": ["FailOpen", "FailClose"]},
+                    },
+                },
+            },
+        },
+    },
+}  # fmt: skip
+HTTP_ROUTE = {  # gateway.networking.k8s.io/v1
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "gateway.networking.k8s.io/v1"},
+        "spec": {
+            "type": "object",
+            "required": ["parentRefs", "rules"],
+            "properties": {
+                "parentRefs": {"type": "array", "minItems": 1,
+                               "items": {"type": "object", "required": ["name"]}},
+                "rules": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["backendRefs"],
+                    "properties": {"backendRefs": {"type": "array", "minItems": 1, "items": {
+                        "type": "object", "required": ["name"],
+                        "properties": {"port": {"type": "integer"}}}}},
+                }},
+            },
+        },
+    },
+}  # fmt: skip
+CRD_SHAPES = {"ServiceMonitor": SERVICE_MONITOR, "InferencePool": INFERENCE_POOL,
+              "HTTPRoute": HTTP_ROUTE}  # fmt: skip

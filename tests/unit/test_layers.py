@@ -24,7 +24,7 @@ LAYERS = (
     ("gateway.config", "gateway.config_file", "gateway.config_docs", "gateway.models",
      "gateway.observability"),
     ("gateway.engine", "gateway.registry", "gateway.tenancy"),
-    ("gateway.training", "gateway.service", "gateway.finetune"),
+    ("gateway.training", "gateway.service", "gateway.finetune", "gateway.cluster"),
     ("gateway.api",),
     ("gateway.server", "gateway.evaluation", "gateway.bench", "gateway.cli"),
 )  # fmt: skip
@@ -35,6 +35,13 @@ FORBIDDEN = {
     "gateway.service": ("gateway.training", "gateway.engine"),
     "gateway.finetune": ("gateway.engine", "gateway.service"),
     "gateway.api": ("gateway.engine",),
+    # shared state works on the registry and tenants, never on the engine or requests
+    "gateway.cluster": (
+        "gateway.engine",
+        "gateway.service",
+        "gateway.training",
+        "gateway.finetune",
+    ),
 }
 # Exceptions to FORBIDDEN: the service speaks the engine's vocabulary, not vLLM's.
 ALLOWED = {"gateway.service": ("gateway.engine.types",)}
@@ -43,6 +50,13 @@ THIRD_PARTY = {
     "vllm": ("gateway.engine",),
     "fastapi": ("gateway.api", "gateway.server"),
     "starlette": ("gateway.api", "gateway.server"),
+    # the shared-state servers, each behind one package
+    "psycopg": ("gateway.cluster",),
+    "alembic": ("gateway.cluster",),
+    "sqlalchemy": ("gateway.cluster",),
+    "redis": ("gateway.tenancy.redis_limits",),
+    "boto3": ("gateway.registry.objects",),
+    "botocore": ("gateway.registry.objects",),
 }
 
 
