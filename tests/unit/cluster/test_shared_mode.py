@@ -13,6 +13,8 @@ import pytest
 
 from gateway import errors
 from gateway.cluster import db
+from gateway.cluster import shared as shared_module
+from gateway.cluster.pg_state import read_all
 from gateway.cluster.pg_tenants import PgTenantDirectory
 from gateway.cluster.shared import SharedMode
 from gateway.config import Settings
@@ -26,7 +28,11 @@ from tests.servers.s3_server import S3Server, s3_server
 from tests.unit.registry.test_store import LIMITS
 
 _names = itertools.count()
-BUCKET = "shared-mode"
+
+
+def bucket(url: str) -> str:
+    """One bucket per test database: versions are immutable, so tests must not share."""
+    return "shared-mode-" + url.rsplit("/", 1)[1]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +60,7 @@ def url(pg: PostgresServer, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> st
 def replica(root: Path, name: str, url: str, s3: S3Server, **adapters: str) -> SharedMode:
     settings = Settings(
         adapter_store=root, state_backend="postgres", state_database_url=url,
-        object_store_url=f"s3://{BUCKET}/adapters", object_store_endpoint=s3.endpoint_url,
+        object_store_url=f"s3://{bucket(url)}/adapters", object_store_endpoint=s3.endpoint_url,
         adapters=adapters, replica_id=name, state_resync_s=600,
     )  # fmt: skip
     state, _ = SharedMode.build_state(settings)
@@ -87,8 +93,12 @@ async def test_versions_travel_through_object_storage_and_tampering_is_refused(
             "s3", endpoint_url=s3.endpoint_url, region_name=s3.region,
             aws_access_key_id=s3.access_key, aws_secret_access_key=s3.secret_key,
         )  # fmt: skip
-        v1 = client.get_object(Bucket=BUCKET, Key="adapters/demo/v1/adapter.tar")["Body"].read()
-        client.put_object(Bucket=BUCKET, Key="adapters/demo/v3/adapter.tar", Body=v1)  # tampered
+        v1 = client.get_object(Bucket=bucket(url), Key="adapters/demo/v1/adapter.tar")[
+            "Body"
+        ].read()
+        client.put_object(
+            Bucket=bucket(url), Key="adapters/demo/v3/adapter.tar", Body=v1
+        )  # tampered
         await b.resync()
         assert b.registry.current("demo").version == "v1"  # never served the tampered v3
         assert not b.registry.is_registered("demo", "v3")
@@ -111,3 +121,27 @@ async def test_a_replica_of_another_schema_version_refuses_to_start(
     url = pg.create_database(f"old{next(_names)}")
     with pytest.raises(db.SchemaMismatch, match="gateway state migrate"):
         replica(tmp_path / "a", "a", url, s3)
+
+
+async def test_a_resync_that_read_before_a_local_change_does_not_undo_it(
+    url: str, s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resync reads a snapshot, and the replica's own promotion commits before the
+    resync adopts it: the older snapshot must not put the old version back."""
+    for version in ("v1", "v2"):
+        make_peft_folder(tmp_path / "a" / "demo" / version)
+    a = replica(tmp_path / "a", "a", url, s3, demo="v1")
+    await a.start()
+    await a.follower.stop()  # resyncs happen only when this test calls them
+    try:
+        await a.registry.register("demo", "v2")
+        stale = read_all(url)  # read before the promotion...
+        await a.registry.promote("demo", "v2")  # ...which commits before it is adopted
+        monkeypatch.setattr(shared_module, "read_all", lambda _url: stale)
+        await a.resync()
+        assert a.registry.current("demo").version == "v2"
+        monkeypatch.undo()
+        await a.resync()
+        assert a.registry.current("demo").version == "v2"
+    finally:
+        await a.stop()
