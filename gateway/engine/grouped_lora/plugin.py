@@ -37,10 +37,15 @@ def register() -> None:
         return
     from vllm.lora.punica_wrapper import punica_cpu
 
-    from gateway.engine.grouped_lora import ops
+    from gateway.engine.grouped_lora import fused, ops
 
     if punica_cpu.sgmv_shrink is ops.sgmv_shrink:
         return
     for name in PATCHED:
         setattr(punica_cpu, name, getattr(ops, name))
+    # the linear layers' whole LoRA term in a few fused products (the ops above still
+    # serve the embedding and logits layers, and shapes the fused path hands back)
+    wrapper = punica_cpu.PunicaWrapperCPU
+    fused.ORIGINAL = wrapper.add_lora_linear
+    wrapper.add_lora_linear = fused.add_lora_linear
     log.info("grouped CPU LoRA path installed in vLLM's punica_cpu (pid %d)", os.getpid())

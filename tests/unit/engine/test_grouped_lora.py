@@ -21,7 +21,10 @@ from vllm.lora.punica_wrapper.utils import compute_meta
 from vllm.platforms import current_platform
 
 from gateway.config import Settings
-from gateway.engine.grouped_lora import ops, plugin
+from gateway.engine.grouped_lora import fused, ops, plugin
+
+# vLLM's own add_lora_linear, even if a plugin test of this process patched it already
+VLLM_ADD_LORA_LINEAR = fused.ORIGINAL or punica_cpu.PunicaWrapperCPU.add_lora_linear
 
 SLOTS, RANK, HIDDEN = 4, 8, 48
 # Token -> adapter slot, -1 = base model. Prefill: runs per request (one adapter twice);
@@ -230,6 +233,7 @@ def vllm_ops(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     originals = {name: getattr(punica_cpu, name) for name in plugin.PATCHED}
     for name, op in originals.items():
         monkeypatch.setattr(punica_cpu, name, op)
+    monkeypatch.setattr(punica_cpu.PunicaWrapperCPU, "add_lora_linear", VLLM_ADD_LORA_LINEAR)
     return originals
 
 
@@ -243,6 +247,7 @@ def test_the_plugin_patches_nothing_unless_asked_with_1(
         monkeypatch.setenv(plugin.ENV_VAR, value)
     plugin.register()
     assert {name: getattr(punica_cpu, name) for name in plugin.PATCHED} == vllm_ops
+    assert punica_cpu.PunicaWrapperCPU.add_lora_linear is VLLM_ADD_LORA_LINEAR
 
 
 def test_the_plugin_patches_every_op_once(
@@ -253,6 +258,8 @@ def test_the_plugin_patches_every_op_once(
         plugin.register()
         plugin.register()
     assert all(getattr(punica_cpu, name) is getattr(ops, name) for name in plugin.PATCHED)
+    assert punica_cpu.PunicaWrapperCPU.add_lora_linear is fused.add_lora_linear
+    assert fused.ORIGINAL is VLLM_ADD_LORA_LINEAR
     assert len([r for r in caplog.records if "installed" in r.getMessage()]) == 1
 
 
@@ -274,3 +281,74 @@ def test_vllm_finds_the_plugin_and_the_setting_shares_its_variable(
     monkeypatch.setenv(plugin.ENV_VAR, "1")  # restored afterwards
     plugin.announce(False)
     assert Settings().grouped_lora is False
+
+
+# The fused linear path (``fused.add_lora_linear``) against vLLM's own add_lora_linear with
+# vLLM's own ops: small batches (float32 products, stacked when two adapters or more) and
+# large ones (the model's dtype, per adapter), prefill and decode, base-model tokens.
+FUSED_CASES = {
+    "decode-mixed": ([11, 13, 0, 12, 11, 11, 13, 0, 12], False),
+    "decode-one": ([12] * 5, False),
+    "prefill-mixed": ([11] * 7 + [0] * 5 + [12] * 9 + [11] * 3 + [13] * 4, True),
+    "prefill-long": ([11] * 50 + [0] * 20 + [13] * 30, True),  # past SMALL_BATCH: bf16
+    "base-only": ([0] * 4, True),
+}
+
+
+def _wrapper(token_ids: list[int], is_prefill: bool) -> punica_cpu.PunicaWrapperCPU:
+    wrapper = punica_cpu.PunicaWrapperCPU(256, 16, device="cpu")
+    mapping = LoRAMapping(tuple(token_ids), tuple(token_ids), is_prefill=is_prefill)
+    wrapper.update_metadata(mapping, [11, 12, 13, None], SLOTS, 100)  # slot -> adapter id
+    return wrapper
+
+
+@pytest.mark.parametrize("case", FUSED_CASES)
+@pytest.mark.parametrize("slices", [(16, 8, 8), (24,)], ids=["qkv", "one-slice"])
+def test_the_fused_linear_path_gives_vllms_lora_output(
+    case: str, slices: tuple[int, ...], vllm_ops: dict[str, object]
+) -> None:
+    token_ids, is_prefill = FUSED_CASES[case]
+    wrapper = _wrapper(token_ids, is_prefill)
+    a = tuple(weights(RANK, HIDDEN, torch.bfloat16, 40 + i) for i in range(len(slices)))
+    b = tuple(weights(size, RANK, torch.bfloat16, 50 + i) for i, size in enumerate(slices))
+    x = randn(len(token_ids), HIDDEN, dtype=torch.bfloat16, seed=17)
+    want = torch.zeros(len(token_ids), sum(slices), dtype=torch.bfloat16)
+    got = want.clone()
+    VLLM_ADD_LORA_LINEAR(wrapper, want, x, a, b, 0.5, slices)
+    fused.add_lora_linear(wrapper, got, x, a, b, 0.5, slices)
+    assert_same(got, want)
+    start = randn(len(token_ids), sum(slices), dtype=torch.bfloat16, seed=18)
+    added = start.clone()
+    fused.add_lora_linear(wrapper, added, x, a, b, 0.5, slices)  # adds to what is there
+    base = torch.tensor(token_ids) == 0
+    assert torch.equal(added[base], start[base])  # base-model tokens: untouched
+    torch.testing.assert_close(added[~base], start[~base] + got[~base], rtol=2**-7, atol=2**-7)
+
+
+def test_the_fused_plan_and_weights_follow_vllms_in_place_writes(
+    vllm_ops: dict[str, object],
+) -> None:
+    """One plan per forward step and one weight layout per slot contents: a new batch
+    (vLLM rewrites its index buffer) or a new adapter in a slot is never read stale."""
+    token_ids = [11, 12, 11, 13]
+    wrapper = _wrapper(token_ids, False)
+    a = (weights(RANK, HIDDEN, torch.bfloat16, 60),)
+    b = (weights(8, RANK, torch.bfloat16, 61),)
+    x = randn(len(token_ids), HIDDEN, dtype=torch.bfloat16, seed=19)
+
+    def both() -> tuple[torch.Tensor, torch.Tensor]:
+        want, got = torch.zeros(len(token_ids), 8, dtype=torch.bfloat16), None
+        got = want.clone()
+        VLLM_ADD_LORA_LINEAR(wrapper, want, x, a, b, 1.0, (8,))
+        fused.add_lora_linear(wrapper, got, x, a, b, 1.0, (8,))
+        return got, want
+
+    assert_same(*both())
+    reversed_ids = [13, 11, 12, 11]
+    wrapper.update_metadata(
+        LoRAMapping(tuple(reversed_ids), tuple(reversed_ids), is_prefill=False),
+        [11, 12, 13, None], SLOTS, 100,
+    )  # fmt: skip
+    assert_same(*both())  # the next step's batch, through the same index buffer
+    a[0][1].copy_(weights(RANK, HIDDEN, torch.bfloat16, 62)[1])  # a new adapter in slot 1
+    assert_same(*both())
