@@ -204,6 +204,9 @@ def create_app(
         shared = getattr(app.state, "shared", None)
         if shared is not None:
             await shared.stop()
+        services = getattr(app.state, "services", None)
+        if services is not None and hasattr(services.limiter, "aclose"):
+            await services.limiter.aclose()  # Redis: lets pending releases finish
         engine = getattr(app.state, "engine", None)
         if engine is not None and hasattr(engine, "shutdown"):
             engine.shutdown()

@@ -63,7 +63,7 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutE
 AMBIGUOUS_ERRORS: tuple[type[BaseException], ...] = (RedisTimeoutError, TimeoutError)
 
 # Shared by both scripts: the time in µs (an integer, exact in a double), numbers written
-# back in full (Redis would otherwise store a Lua number with 14 significant digits), and
+# back in full (Redis before 7 turns a Lua number into 14 significant digits), and
 # a bucket's level now. Capacities as in ``Limiter``: a minute's worth, and at least one
 # request for a request bucket, or a rate under 1/min would never admit.
 _LUA_COMMON = """
@@ -94,7 +94,7 @@ local function store(key, key_kind, rate_s, level)
   redis.call('HSET', key, 'rate', rate_s, 'level', fmt(math.min(capacity, level)),
              'updated', fmt(now))
   -- full again after capacity / rate: from then on a missing key is the same bucket
-  redis.call('PEXPIRE', key, math.ceil(capacity / rate * 60000) + 1000)
+  redis.call('PEXPIRE', key, fmt(math.ceil(capacity / rate * 60000) + 1000))
 end
 """
 
@@ -138,7 +138,7 @@ if req_level then store(KEYS[1], 'req', req_rate_s, req_level - 1) end
 if tok_level then store(KEYS[2], 'tok', tok_rate_s, tok_level - wanted) end
 local expires = now + tonumber(ARGV[6])
 redis.call('ZADD', KEYS[3], fmt(expires), ARGV[5])
-redis.call('PEXPIRE', KEYS[3], math.ceil(tonumber(ARGV[6]) / 1000) + 1000)
+redis.call('PEXPIRE', KEYS[3], fmt(math.ceil(tonumber(ARGV[6]) / 1000) + 1000))
 return {'ok'}
 """
 )
