@@ -95,6 +95,40 @@ def test_promote_and_rollback_change_the_served_version(tenant_gateway) -> None:
     assert {a["name"]: a["current"] for a in listed} == {"tenant-a": "v1", "tenant-b": "v1"}
 
 
+def test_a_canary_takes_its_share_until_it_ends(tenant_gateway) -> None:
+    """The weight is a share of requests (the coin is fixed here); the version header says
+    which version answered; promotion ends the canary."""
+    client, engine, _ = tenant_gateway
+    script(engine, ANSWER)
+    admin = auth(ADMIN)
+    assert client.post("/admin/adapters", json={"path": "tenant-a/v2"}, headers=admin).is_success
+    for body, code in (({"version": "v9", "weight": 0.1}, 404), ({"version": "v1", "weight": 0.1},
+                       409), ({"version": "v2", "weight": 1.5}, 400),
+                       ({"version": "v2", "weight": 0}, 400)):  # fmt: skip
+        res = client.post("/admin/adapters/tenant-a/canary", json=body, headers=admin)
+        assert res.status_code == code, (body, res.text)
+    res = client.post("/admin/adapters/tenant-a/canary", json={"version": "v2", "weight": 0.3},
+                      headers=admin)  # fmt: skip
+    assert res.json() == {"name": "tenant-a", "current": "v1", "canary": "v2", "canary_weight": 0.3}
+    registry = client.app.state.services.adapters
+    coins = iter([0.1, 0.5, 0.29, 0.31])
+    registry.pick = lambda: next(coins)
+    served = [classify(client, ALPHA, adapter="tenant-a").headers["x-gateway-adapter-version"]
+              for _ in range(4)]  # fmt: skip
+    assert served == ["v2", "v1", "v2", "v1"]
+    listed = {a["name"]: a for a in client.get("/admin/adapters", headers=admin).json()["adapters"]}
+    assert (listed["tenant-a"]["canary"], listed["tenant-a"]["canary_weight"]) == ("v2", 0.3)
+    assert client.delete("/admin/adapters/tenant-a/v2", headers=admin).status_code == 409
+    history = client.get("/admin/adapters/tenant-a/history", headers=admin).json()
+    assert history == {"name": "tenant-a", "rollback_stack": []}
+    res = client.post("/admin/adapters/tenant-a/promote", json={"version": "v2"}, headers=admin)
+    assert res.status_code == 200
+    listed = {a["name"]: a for a in client.get("/admin/adapters", headers=admin).json()["adapters"]}
+    assert "canary" not in listed["tenant-a"] and listed["tenant-a"]["current"] == "v2"
+    state = client.get("/admin/state", headers=admin).json()
+    assert state["backend"] == "files"
+
+
 @pytest.mark.parametrize(
     "path", ["../x", "/etc/passwd", "tenant-a/../../etc", "%2e%2e/v1", "tenant-a", "base/v1"]
 )
