@@ -36,19 +36,28 @@ SMALL_BATCH = STACK_MAX_TOKENS  # at most this many tokens: float32 products
 @dataclass(frozen=True)
 class StepPlan:
     groups: tuple[tuple[int, Rows], ...]  # (slot, rows) per adapter in the batch
-    mask: torch.Tensor | None  # (tokens, slots, 1) one-hot of each token's slot: stacked
+    mask: torch.Tensor | None  # (tokens, 1, slots, 1) one-hot of each token's slot: stacked
 
 
 @dataclass(frozen=True)
 class FusedWeights:
+    """``rank`` is the largest rank any slot uses: vLLM sizes slots for
+    ``max_lora_rank`` and pads smaller adapters with zeros, which cost products here."""
+
     per_slot_a: torch.Tensor  # (slots, in, slices * rank), scaled
     per_slot_b: torch.Tensor  # (slots, slices * rank, width), block-diagonal
-    all_a: torch.Tensor  # (in, slots * slices * rank): every slot side by side
-    all_b: torch.Tensor  # (slots * slices * rank, width): every slot stacked
+    all_a: torch.Tensor  # (in, slices * slots * rank): every slot side by side, by slice
+    all_b: tuple[torch.Tensor, ...]  # per slice (slots * rank, slice width): slots stacked
+    columns: tuple[slice, ...]  # each slice's columns of the output
 
 
 _PLANS: dict[tuple[int, int, int, int], tuple[weakref.ref, StepPlan]] = {}
-_WEIGHTS: OrderedDict[tuple[Any, ...], tuple[tuple[weakref.ref, ...], FusedWeights]] = OrderedDict()
+# id(layer's A tuple), id(B tuple), widths, scale, dtype -> (A tuple, B tuple, the
+# tensors' versions, layout). The tuples are held, so their ids cannot be reused while
+# cached; a layer passes the same tuples at every step.
+_WEIGHTS: OrderedDict[tuple[Any, ...], tuple[Any, Any, tuple[int, ...], FusedWeights]] = (
+    OrderedDict()
+)
 MAX_WEIGHTS = 1024  # two dtypes per LoRA layer of a large model
 
 
@@ -64,7 +73,7 @@ def step_plan(indices: torch.Tensor, slots: int) -> StepPlan:
     mask = None
     if stacked is not None:
         one_hot = torch.nn.functional.one_hot(stacked.slot, slots).to(torch.float32)
-        mask = (one_hot * stacked.has_adapter).unsqueeze(-1)
+        mask = (one_hot * stacked.has_adapter)[:, None, :, None]
     plan = StepPlan(groups, mask)
     if len(_PLANS) > 64:
         _PLANS.clear()
@@ -78,30 +87,34 @@ def fused_weights(
 ) -> FusedWeights:  # fmt: skip
     """The slices' weights in the fused layout, kept until vLLM writes a slot (which
     bumps the tensors' version counters)."""
-    tensors = (*lora_a, *lora_b)
-    key = (tuple((t.data_ptr(), t._version, t.shape) for t in tensors), widths, scale, dtype)
+    versions = tuple(t._version for t in lora_a) + tuple(t._version for t in lora_b)
+    key = (id(lora_a), id(lora_b), widths, scale, dtype)
     found = _WEIGHTS.get(key)
-    bases = tuple(t if t._base is None else t._base for t in tensors)
-    if found is not None and all(ref() is base for ref, base in zip(found[0], bases, strict=True)):
-        _WEIGHTS.move_to_end(key)
-        return found[1]
-    slots, rank = lora_a[0].shape[0], lora_a[0].shape[-2]
-    a = torch.cat([w.reshape(slots, rank, -1) for w in lora_a], dim=1).to(torch.float32)
-    per_slot_a = (a * scale).transpose(1, 2).to(dtype).contiguous()  # (slots, in, n*rank)
-    per_slot_b = torch.zeros(slots, len(lora_b) * rank, sum(widths), dtype=dtype)
-    column = 0
+    if found is not None and found[0] is lora_a and found[1] is lora_b and found[2] == versions:
+        return found[3]
+    slots, padded, n = lora_a[0].shape[0], lora_a[0].shape[-2], len(lora_a)
+    a = torch.stack([w.reshape(slots, padded, -1) for w in lora_a], dim=1).to(torch.float32)
+    nonzero = a.ne(0).any(dim=-1).any(dim=1).any(dim=0).nonzero()  # (slots, n, rank, in)
+    rank = int(nonzero.max().item()) + 1 if nonzero.numel() else 1
+    a = a[:, :, :rank] * scale  # (slots, n, rank, in)
+    per_slot_a = a.reshape(slots, n * rank, -1).transpose(1, 2).to(dtype).contiguous()
+    per_slot_b = torch.zeros(slots, n * rank, sum(widths), dtype=dtype)
+    all_b, columns, column = [], [], 0
     for i, (w, width) in enumerate(zip(lora_b, widths, strict=True)):
         used = min(width, w.shape[-2])  # vLLM writes the columns both have
-        block = w.reshape(slots, w.shape[-2], rank)[:, :used, :].transpose(1, 2)
+        block = w.reshape(slots, w.shape[-2], padded)[:, :used, :rank].transpose(1, 2)
         per_slot_b[:, i * rank : (i + 1) * rank, column : column + used] = block.to(dtype)
+        all_b.append(block.reshape(slots * rank, used).to(dtype).contiguous())
+        columns.append(slice(column, column + used))
         column += width
     fused = FusedWeights(
         per_slot_a,
         per_slot_b,
-        per_slot_a.transpose(0, 1).reshape(per_slot_a.shape[1], -1).contiguous(),
-        per_slot_b.reshape(-1, per_slot_b.shape[-1]).contiguous(),
+        a.permute(3, 1, 0, 2).reshape(a.shape[-1], -1).to(dtype).contiguous(),
+        tuple(all_b),
+        tuple(columns),
     )
-    _WEIGHTS[key] = (tuple(weakref.ref(b) for b in bases), fused)
+    _WEIGHTS[key] = (lora_a, lora_b, versions, fused)
     while len(_WEIGHTS) > MAX_WEIGHTS:
         _WEIGHTS.popitem(last=False)
     return fused
@@ -136,13 +149,19 @@ def add_lora_linear(
     weights = fused_weights(lora_a_stacked, lora_b_stacked, output_slices, scale, dtype)
     xin = inputs.to(dtype)
     if plan.mask is not None and plan.mask.shape[0] == tokens:
-        shrunk = (xin @ weights.all_a).view(tokens, slots, -1) * plan.mask
-        out[:, :width] += shrunk.view(tokens, -1) @ weights.all_b
+        n = len(weights.all_b)
+        shrunk = ((xin @ weights.all_a).view(tokens, n, slots, -1) * plan.mask).view(tokens, n, -1)
+        for i, (b, columns) in enumerate(zip(weights.all_b, weights.columns, strict=True)):
+            out[:, columns].add_(shrunk[:, i] @ b)
         return
     for slot, rows in plan.groups:
         if slot == NO_ADAPTER:
             continue
-        out[rows, :width] += (xin[rows] @ weights.per_slot_a[slot]) @ weights.per_slot_b[slot]
+        product = (xin[rows] @ weights.per_slot_a[slot]) @ weights.per_slot_b[slot]
+        if isinstance(rows, slice):
+            out[rows, :width].add_(product)  # a view: no gather and scatter
+        else:
+            out[rows, :width] += product
 
 
 ORIGINAL: Any = None  # vLLM's add_lora_linear, for shapes this path does not handle

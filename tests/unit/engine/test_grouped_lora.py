@@ -352,3 +352,27 @@ def test_the_fused_plan_and_weights_follow_vllms_in_place_writes(
     assert_same(*both())  # the next step's batch, through the same index buffer
     a[0][1].copy_(weights(RANK, HIDDEN, torch.bfloat16, 62)[1])  # a new adapter in slot 1
     assert_same(*both())
+
+
+@pytest.mark.parametrize("case", ["decode-mixed", "prefill-long"])
+def test_the_fused_path_skips_the_zero_padding_of_smaller_ranks(
+    case: str, vllm_ops: dict[str, object]
+) -> None:
+    """vLLM sizes slots for ``max_lora_rank`` and pads smaller adapters with zeros; the
+    fused products leave those columns out, and the answer does not change."""
+    token_ids, is_prefill = FUSED_CASES[case]
+    wrapper = _wrapper(token_ids, is_prefill)
+    slices = (16, 8, 8)
+    a = tuple(weights(2 * RANK, HIDDEN, torch.bfloat16, 70 + i) for i in range(3))
+    b = tuple(weights(size, 2 * RANK, torch.bfloat16, 80 + i) for i, size in enumerate(slices))
+    for stacked in a:  # slot 0 has rank 3, slot 1 rank 8, slot 2 rank 5: 8 of 16 used
+        for slot, rank in enumerate((3, RANK, 5)):
+            stacked[slot, :, rank:] = 0
+    x = randn(len(token_ids), HIDDEN, dtype=torch.bfloat16, seed=21)
+    want = torch.zeros(len(token_ids), sum(slices), dtype=torch.bfloat16)
+    got = want.clone()
+    VLLM_ADD_LORA_LINEAR(wrapper, want, x, a, b, 2.0, slices)
+    fused.add_lora_linear(wrapper, got, x, a, b, 2.0, slices)
+    assert_same(got, want)
+    layout = fused.fused_weights(a, b, slices, 2.0, torch.float32)
+    assert layout.per_slot_a.shape == (SLOTS, HIDDEN, 3 * RANK)  # rank 8, not 16
