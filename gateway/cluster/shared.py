@@ -68,6 +68,8 @@ class SharedMode:
         self.problems: list[str] = []  # the last resync's versions that were not adopted
         registry.publisher = self.publish
         registry.refetch = self.refetch
+        if self.cache is not None:
+            registry.on_use = self.cache.touch
         self._sync_lock = asyncio.Lock()
 
     @classmethod

@@ -55,6 +55,7 @@ class AdapterRegistry:
         self.pick: Callable[[], float] = random.random  # the canary's coin (tests fix it)
         # Shared mode with a bounded local cache: brings back a version's evicted files.
         self.refetch: Callable[[str, str], AdapterVersion] | None = None
+        self.on_use: Callable[[str, str], None] | None = None  # the cache's recency
 
     # start-up -------------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -123,6 +124,8 @@ class AdapterRegistry:
         """Hold ``found`` loaded in the engine for the duration of one request."""
         ref = self.lora_ref(found)
         await self._on_disk(found)
+        if self.on_use is not None:
+            self.on_use(found.name, found.version)
         await self.residency.acquire(ref)
         try:
             yield ref
