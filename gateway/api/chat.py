@@ -43,6 +43,7 @@ def to_task(body: ChatCompletionRequest, timeout_s: float | None) -> ChatTask:
         model=body.model,
         response_format=body.response_format,
         max_tokens=body.token_limit(),
+        min_tokens=body.min_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
         seed=body.seed,

@@ -111,6 +111,9 @@ class ChatCompletionRequest(BaseModel):
     response_format: JsonObject | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    # vLLM's extension: no end of sequence before this many tokens (a fixed-length
+    # generation, as benchmarks use); at most max_tokens
+    min_tokens: int = Field(default=0, ge=0)
     temperature: float = Field(default=1.0, ge=0, le=2)
     top_p: float = Field(default=1.0, gt=0, le=1)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)

@@ -26,6 +26,7 @@ class GenerationParams:
     request_id: str
     prompt_token_ids: list[int]
     max_tokens: int
+    min_tokens: int = 0  # no end of sequence before this many tokens
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None

@@ -112,6 +112,7 @@ def sampling_params(params: GenerationParams) -> Any:
         structured = StructuredOutputsParams(json_object=True)
     return SamplingParams(
         max_tokens=params.max_tokens,
+        min_tokens=params.min_tokens,
         temperature=params.temperature,
         top_p=params.top_p,
         seed=params.seed,

@@ -164,10 +164,16 @@ class ChatService:
                 f"context length {self.engine.max_model_len}",
                 param="max_tokens",
             )
+        if task.min_tokens > max_tokens:
+            raise errors.InvalidRequest(
+                f"min_tokens ({task.min_tokens}) is over max_tokens ({max_tokens})",
+                param="min_tokens",
+            )
         params = GenerationParams(
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
             prompt_token_ids=prompt_ids,
             max_tokens=max_tokens,
+            min_tokens=task.min_tokens,
             temperature=task.temperature,
             top_p=task.top_p,
             seed=task.seed,

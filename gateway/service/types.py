@@ -23,6 +23,7 @@ class ChatTask:
     model: str | None = None
     response_format: dict[str, Any] | None = None
     max_tokens: int | None = None
+    min_tokens: int = 0
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None

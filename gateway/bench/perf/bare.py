@@ -55,20 +55,23 @@ async def run(spec: dict[str, Any], out: Path) -> None:
             if text not in prompt_ids:
                 prompt_ids[text] = render_prompt(tokenizer, workload.messages(text))
 
-    def params(text: str, constrained: bool, max_tokens: int) -> Any:
+    def params(text: str, constrained: bool, max_tokens: int, fixed: bool) -> Any:
         schema = workload.schema if constrained else None
         return sampling_params(
-            GenerationParams(uuid.uuid4().hex, prompt_ids[text], max_tokens, json_schema=schema)
-        )
+            GenerationParams(uuid.uuid4().hex, prompt_ids[text], max_tokens,
+                             min_tokens=max_tokens if fixed else 0, json_schema=schema)
+        )  # fmt: skip
 
-    async def one(adapter: str | None, text: str, constrained: bool, max_tokens: int) -> Record:
+    async def one(
+        adapter: str | None, text: str, constrained: bool, max_tokens: int, fixed: bool = False
+    ) -> Record:
         begin = time.perf_counter()
         ttft = None
         tokens = 0
         try:
             async for output in llm.generate(
                 {"prompt_token_ids": prompt_ids[text]},
-                params(text, constrained, max_tokens),
+                params(text, constrained, max_tokens, fixed),
                 uuid.uuid4().hex,
                 lora_request=None if adapter is None else loras[adapter],
             ):
@@ -83,7 +86,9 @@ async def run(spec: dict[str, Any], out: Path) -> None:
                       prompt_tokens=len(prompt_ids[text]))  # fmt: skip
 
     async def request(cell: Cell, i: int) -> Record:
-        return await one(*workload.request(cell, i), cell.max_tokens or workload.max_tokens)
+        return await one(
+            *workload.request(cell, i), cell.max_tokens or workload.max_tokens, cell.fixed
+        )
 
     for warm in workload.warmup():  # untimed, as on the HTTP sides
         for i in range(warm.requests):

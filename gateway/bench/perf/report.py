@@ -123,6 +123,16 @@ def targets(
         ratio(get(pooled, gw, big, "requests_per_s"), get(pooled, gw, one, "requests_per_s")),
         0.95,
     )
+    fixed_base = f"free-a0-c{high}-fixed"  # every request writes max_tokens: like with like
+    for key in dict.fromkeys((f"free-a1-c{high}-fixed", f"free-a{top}-c{high}-fixed")):
+        at_least(
+            f"{gw} LoRA / base output tokens/s, {key} (same lengths)",
+            ratio(
+                get(pooled, gw, key, "output_tokens_per_s"),
+                get(pooled, gw, fixed_base, "output_tokens_per_s"),
+            ),
+            0.8,
+        )
     base = f"schema-a0-c{high}"
     for key in dict.fromkeys((one, big)):  # output tokens/s: the base writes other lengths
         at_least(

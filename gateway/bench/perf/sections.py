@@ -41,7 +41,7 @@ def lora_vs_base(pooled: Pooled, cells: list[Cell]) -> list[dict[str, Any]]:
             continue
         if c.long_prompt:
             measures = TTFT
-        elif c.schema and not c.rate and not c.max_tokens and c.concurrency in ends:
+        elif (c.schema or c.fixed) and not c.rate and not c.max_tokens and c.concurrency in ends:
             measures = THROUGHPUT
         else:
             continue

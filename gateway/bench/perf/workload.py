@@ -38,13 +38,18 @@ class Cell:
     rate: float | None = None
     max_tokens: int | None = None  # None = the workload's
     long_prompt: bool = False
+    # every request generates exactly max_tokens (``min_tokens``): adapters and the base
+    # model then write the same number of tokens, so LoRA / base compares like with like
+    fixed: bool = False
 
     @property
     def key(self) -> str:
         load = f"r{self.rate:g}" if self.rate else f"c{self.concurrency}"
         tokens = f"-t{self.max_tokens}" if self.max_tokens else ""
         long = "-long" if self.long_prompt else ""
-        return f"{'schema' if self.schema else 'free'}-a{self.adapters}-{load}{tokens}{long}"
+        fixed = "-fixed" if self.fixed else ""
+        kind = "schema" if self.schema else "free"
+        return f"{kind}-a{self.adapters}-{load}{tokens}{long}{fixed}"
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "key": self.key}
@@ -96,6 +101,8 @@ class Workload:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if cell.fixed:
+            body["min_tokens"] = body["max_tokens"]  # vLLM's extension; the gateway's too
         if constrained:
             body["response_format"] = {
                 "type": "json_schema",
@@ -178,6 +185,11 @@ def cell_matrix(
     cells += [
         Cell(n, schema, c, max(min_requests, waves * c))
         for schema in (True, False)
+        for n in adapter_counts
+        for c in concurrencies
+    ]
+    cells += [
+        Cell(n, False, c, max(min_requests, waves * c), fixed=True)
         for n in adapter_counts
         for c in concurrencies
     ]

@@ -110,6 +110,19 @@ def test_stream_success_has_done_and_usage(client: TestClient, engine: FakeEngin
     assert chunks[-1]["usage"]["completion_tokens"] > 0
 
 
+def test_min_tokens_reaches_the_engine_and_may_not_exceed_max_tokens(
+    client: TestClient, engine: FakeEngine
+) -> None:
+    """vLLM's extension, used by the benchmarks for fixed-length generations."""
+    script(engine, "hello there")
+    assert chat(client, max_tokens=8, min_tokens=8).status_code == 200
+    assert (engine.calls[-1].min_tokens, engine.calls[-1].max_tokens) == (8, 8)
+    assert chat(client).status_code == 200 and engine.calls[-1].min_tokens == 0
+    res = chat(client, max_tokens=4, min_tokens=5)
+    assert res.status_code == 400 and res.json()["error"]["param"] == "min_tokens"
+    assert chat(client, min_tokens=-1).status_code == 400
+
+
 def test_named_schema_reference(client: TestClient, engine: FakeEngine) -> None:
     script(engine, '{"intent":"billing_inquiry","confidence":0.9,"requires_human_agent":false}')
     fmt = {"type": "json_schema", "json_schema": {"name": "intent_classification"}}

@@ -35,7 +35,7 @@ def workload(**kw) -> Workload:
 def test_cells_cover_the_matrix_once_with_an_overhead_cell_first() -> None:
     cells = cell_matrix([1, 2, 8], [1, 4, 16], [2.0], waves=3, min_requests=8)
     keys = [c.key for c in cells]
-    assert len(keys) == len(set(keys)) == 1 + 2 * 3 * 3 + 3 + 1
+    assert len(keys) == len(set(keys)) == 1 + 3 * 3 * 3 + 3 + 1
     assert keys[0] == "free-a1-c1-t1" and cells[0].max_tokens == 1
     prefill = [c for c in cells if c.long_prompt]
     assert [c.key for c in prefill] == [f"free-a{n}-c1-t1-long" for n in (1, 2, 8)]
@@ -44,6 +44,9 @@ def test_cells_cover_the_matrix_once_with_an_overhead_cell_first() -> None:
     big = next(c for c in cells if c.key == "schema-a8-c16")
     assert big.requests == 48  # waves x concurrency
     assert next(c for c in cells if c.key == "schema-a1-c1").requests == 8  # the floor
+    fixed = [c for c in cells if c.fixed]  # same-length generations for LoRA / base
+    assert [c.key for c in fixed][:2] == ["free-a1-c1-fixed", "free-a1-c4-fixed"]
+    assert all(not c.schema and c.max_tokens is None for c in fixed) and len(fixed) == 9
 
 
 def test_requests_mix_adapters_round_robin_and_match_across_sides() -> None:
@@ -58,6 +61,9 @@ def test_requests_mix_adapters_round_robin_and_match_across_sides() -> None:
     assert body["stream"] and body["stream_options"] == {"include_usage": True}
     free = wl.chat_body(Cell(1, False, 1, 1, max_tokens=1), 0)
     assert "response_format" not in free and free["max_tokens"] == 1
+    assert "min_tokens" not in free
+    fixed = wl.chat_body(Cell(1, False, 1, 1, fixed=True), 0)
+    assert fixed["min_tokens"] == fixed["max_tokens"] == wl.max_tokens
     assert Workload.from_json(wl.to_json()) == wl
 
 
