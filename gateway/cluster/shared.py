@@ -39,9 +39,10 @@ def replica_name(settings: Settings) -> str:
 
 def object_store(settings: Settings) -> ObjectStore:
     parsed = urlparse(settings.object_store_url or "")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     return ObjectStore(
         parsed.netloc, prefix=parsed.path.strip("/") or "adapters",
-        endpoint_url=settings.object_store_endpoint,
+        endpoint_url=settings.object_store_endpoint, region=region,
     )  # fmt: skip
 
 
