@@ -19,7 +19,7 @@ import httpx
 from gateway.bench.launch import LaunchError, free_port, stop
 from gateway.bench.perf.sides import Bench, grouped_env
 from gateway.bench.perf.workload import BASE_MODEL
-from gateway.engine.vllm_engine import WHITESPACE_FREE_BACKENDS, EngineOptions
+from gateway.engine.vllm_engine import WHITESPACE_FREE_BACKENDS, WORKER_EXTENSION, EngineOptions
 
 
 def vllm_serve_argv(options: EngineOptions, loras: dict[str, str], port: int) -> list[str]:
@@ -42,11 +42,17 @@ def vllm_serve_argv(options: EngineOptions, loras: dict[str, str], port: int) ->
         "--structured-outputs-config", json.dumps(structured),
         "--seed", str(options.seed),
         "--disable-uvicorn-access-log",
+        # the gateway's fix for vLLM's LoRA start-up on W8A8 layers that gave up their
+        # weight (vllm-project/vllm#57503): without it vllm serve cannot load LoRA on this
+        # base at all. It changes no kernel, so the comparison stays like with like.
+        "--worker-extension-cls", WORKER_EXTENSION,
     ]  # fmt: skip
     if options.quantization:
         argv += ["--quantization", options.quantization]
     if options.enforce_eager:
         argv.append("--enforce-eager")
+    if not loras:  # base-model cells only: vLLM refuses an empty --lora-modules
+        return argv
     return [*argv, "--lora-modules", *(f"{name}={path}" for name, path in loras.items())]
 
 
@@ -70,8 +76,14 @@ def vllm_serve(bench: Bench, log: Path, timeout_s: float = 900) -> Iterator[tupl
     try:
         while True:
             if proc.poll() is not None:
-                tail = log.read_text()[-4000:]
-                raise LaunchError(f"vllm serve exited ({proc.returncode}):\n{tail}")
+                text = log.read_text()
+                # the root cause is logged by the engine process long before the tail
+                causes = [line for line in text.splitlines() if "Error" in line][:12]
+                raise LaunchError(
+                    f"vllm serve exited ({proc.returncode}); errors:\n"
+                    + "\n".join(causes)
+                    + f"\n...\n{text[-2000:]}"
+                )
             try:
                 if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
                     break
