@@ -40,6 +40,8 @@ BENCHES = (
      "gateway.bench.neighbours", bench_main("gateway.bench.neighbours")),
     ("perf", "gateway vs bare AsyncLLM vs vllm serve, alternating rounds, ratios",
      "gateway.bench.perf.main", bench_main("gateway.bench.perf.main")),
+    ("lora-ops", "one linear layer's LoRA term: vLLM's ops, grouped, fused, and the base",
+     "gateway.bench.lora_ops", bench_main("gateway.bench.lora_ops")),
     ("training", "/v1/classify latency with and without a fine-tuning job training",
      "gateway.bench.training_load", bench_main("gateway.bench.training_load")),
     ("runtime", "CPU runtime settings (LD_PRELOAD, thread binding) against each other",
