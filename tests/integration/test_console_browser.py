@@ -256,8 +256,12 @@ def test_keyboard_alone_creates_and_deletes_a_tenant(page: Page, gateway: Gatewa
     expect(page.get_by_role("button", name="Cancel")).to_be_focused()  # the safe default
     page.keyboard.press("Escape")
     expect(row).to_be_visible()
-    page.keyboard.press("Enter")  # focus went back to the Delete button
+    expect(page.get_by_role("button", name="Delete console-kbd")).to_be_focused()  # went back
+    page.keyboard.press("Enter")
+    # wait for the dialog to take focus before tabbing, or the Tab lands on the page
+    expect(page.get_by_role("button", name="Cancel")).to_be_focused()
     page.keyboard.press("Tab")
+    expect(page.locator("#confirm-ok")).to_be_focused()
     page.keyboard.press("Enter")
     expect(row).to_have_count(0)
 

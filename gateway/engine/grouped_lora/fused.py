@@ -96,7 +96,9 @@ def fused_weights(
     a = torch.stack([w.reshape(slots, padded, -1) for w in lora_a], dim=1).to(torch.float32)
     nonzero = a.ne(0).any(dim=-1).any(dim=1).any(dim=0).nonzero()  # (slots, n, rank, in)
     rank = int(nonzero.max().item()) + 1 if nonzero.numel() else 1
-    a = a[:, :, :rank] * scale  # (slots, n, rank, in)
+    # scaled, then rounded to the weights' own dtype in both layouts, so a small batch's
+    # float32 products see the same numbers as a large batch's bf16 ones
+    a = (a[:, :, :rank] * scale).to(lora_a[0].dtype).to(torch.float32)  # (slots, n, rank, in)
     per_slot_a = a.reshape(slots, n * rank, -1).transpose(1, 2).to(dtype).contiguous()
     per_slot_b = torch.zeros(slots, n * rank, sum(widths), dtype=dtype)
     all_b, columns, column = [], [], 0
@@ -151,13 +153,15 @@ def add_lora_linear(
     if plan.mask is not None and plan.mask.shape[0] == tokens:
         n = len(weights.all_b)
         shrunk = ((xin @ weights.all_a).view(tokens, n, slots, -1) * plan.mask).view(tokens, n, -1)
+        shrunk = _rounded(shrunk, out.dtype)
         for i, (b, columns) in enumerate(zip(weights.all_b, weights.columns, strict=True)):
-            out[:, columns].add_(shrunk[:, i] @ b)
+            out[:, columns].add_(_rounded(shrunk[:, i] @ b, out.dtype))
         return
     for slot, rows in plan.groups:
         if slot == NO_ADAPTER:
             continue
-        product = (xin[rows] @ weights.per_slot_a[slot]) @ weights.per_slot_b[slot]
+        shrunk = _rounded(xin[rows] @ weights.per_slot_a[slot], out.dtype)
+        product = _rounded(shrunk @ weights.per_slot_b[slot], out.dtype)
         if isinstance(rows, slice):
             out[rows, :width].add_(product)  # a view: no gather and scatter
         else:
@@ -165,3 +169,11 @@ def add_lora_linear(
 
 
 ORIGINAL: Any = None  # vLLM's add_lora_linear, for shapes this path does not handle
+
+
+def _rounded(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Float32 products rounded where a bf16 product rounds (its shrink result, then its
+    expand result), as vLLM's own path does too: an answer must not depend on whether its
+    tokens shared a batch large enough for the bf16 products. A no-op in the model's
+    dtype."""
+    return values if values.dtype == dtype else values.to(dtype).to(values.dtype)
