@@ -22,17 +22,32 @@ export async function showKeyOnce(tenant, key) {
   input.value = "";
 }
 
+// The dialog -> the settle function of the modal open in it. A modal settles when its own
+// button is pressed or on Escape, at that moment: the browser's "close" event comes later,
+// as a task, and a quick Escape-then-Enter can reopen the dialog before it arrives, so a
+// stale close event must never settle (or cancel) the modal opened after it.
+const pending = new Map();
+
 function modal(dialog, initialFocus) {
   const opener = document.activeElement;
-  dialog.returnValue = "cancel";
-  dialog.showModal();
-  initialFocus.focus();
+  pending.get(dialog)?.("cancel");  // one modal per dialog: an unsettled one is cancelled
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => {
+    const settle = (value) => {
+      if (pending.get(dialog) !== settle) return;
+      pending.delete(dialog);
+      if (dialog.open) dialog.close(value);
       if (opener && opener.isConnected) opener.focus();
-      resolve(dialog.returnValue === "ok");
-    }, { once: true });
+      resolve(value === "ok");
+    };
+    pending.set(dialog, settle);
+    dialog.returnValue = "cancel";
+    dialog.showModal();
+    initialFocus.focus();
   });
+}
+
+function settle(dialog, value) {
+  pending.get(dialog)?.(value);
 }
 
 async function copyKey() {
@@ -50,6 +65,13 @@ async function copyKey() {
 
 for (const [id, value] of [["confirm-ok", "ok"], ["confirm-cancel", "cancel"],
   ["key-close", "ok"]]) {
-  byId(id).addEventListener("click", () => byId(id).closest("dialog").close(value));
+  byId(id).addEventListener("click", () => settle(byId(id).closest("dialog"), value));
+}
+for (const dialog of document.querySelectorAll("dialog")) {
+  dialog.addEventListener("cancel", () => settle(dialog, "cancel"));  // Escape
+  // Closed some other way: settles only if the dialog is still closed when the event comes.
+  dialog.addEventListener("close", () => {
+    if (!dialog.open) settle(dialog, dialog.returnValue || "cancel");
+  });
 }
 byId("key-copy").addEventListener("click", copyKey);

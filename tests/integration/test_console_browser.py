@@ -266,6 +266,29 @@ def test_keyboard_alone_creates_and_deletes_a_tenant(page: Page, gateway: Gatewa
     expect(row).to_have_count(0)
 
 
+def test_a_dialog_reopened_before_its_close_event_still_answers(
+    page: Page, gateway: Gateway
+) -> None:
+    """Escape then Enter, faster than the browser delivers the first "close" event (a busy
+    machine): that late event must not settle the second confirmation, or "Delete" does
+    nothing. The reopen is made before the event's task on purpose, so this is not luck."""
+    sign_in(page, gateway.url, ADMIN_KEY)
+    answers = page.evaluate(
+        """async () => {
+            const { confirmAction } = await import("/console/dialogs.js");
+            const dialog = document.getElementById("confirm-dialog");
+            const first = confirmAction("first?", "Delete a");
+            dialog.close("cancel");  // its close event is queued, not yet delivered
+            const second = confirmAction("second?", "Delete b");
+            await new Promise((done) => setTimeout(done, 50));  // the late event arrives
+            const stillOpen = dialog.open;
+            document.getElementById("confirm-ok").click();
+            return [await first, stillOpen, await second, dialog.open];
+        }"""
+    )
+    assert answers == [False, True, True, False]
+
+
 def test_a_key_refused_mid_session_returns_to_sign_in(page: Page, gateway: Gateway) -> None:
     """As when the admin key is rotated while the page is open: the next call's 401."""
     sign_in(page, gateway.url, ADMIN_KEY)
