@@ -10,8 +10,10 @@ casts and copies than in arithmetic: measured here, the LoRA term of a q/k/v lay
   kept while vLLM's index buffer is unchanged, which its version counter tells);
 - one shrink product for all slices (their A matrices side by side, scaling folded in)
   and one expand product into all slices' columns (the B matrices block-diagonal), per
-  adapter in the batch; in a small batch of two adapters or more, one product each for
-  the whole batch over every slot, each token keeping its own slot's part by a 0/1 mask;
+  adapter in the batch; in a small batch of two adapters or more, one batched product
+  each (``bmm``) over the adapters' slots, each slot's tokens gathered into a block of
+  equal depth (short blocks padded with zero rows) and added back with ``index_add_``:
+  a dozen ops a layer whatever the mix, and only the products each token needs;
 - small batches (decode) computed in float32, where oneDNN's small bf16 products are the
   slower ones; larger ones (prefill) in the model's dtype, where bf16 is ~3x faster here.
 
@@ -34,9 +36,22 @@ SMALL_BATCH = STACK_MAX_TOKENS  # at most this many tokens: float32 products
 
 
 @dataclass(frozen=True)
+class Padded:
+    """A small batch of two adapters or more, as the batched products read it: slots
+    ``first`` to ``first + count - 1``, each with ``depth`` rows."""
+
+    first: int
+    count: int
+    depth: int
+    gather: torch.Tensor  # (count * depth,) the token in each row; ``tokens``: a zero row
+    dest: torch.Tensor  # (count * depth,) the token each row adds to (zero rows: token 0)
+
+
+@dataclass(frozen=True)
 class StepPlan:
     groups: tuple[tuple[int, Rows], ...]  # (slot, rows) per adapter in the batch
-    mask: torch.Tensor | None  # (tokens, 1, slots, 1) one-hot of each token's slot: stacked
+    padded: Padded | None  # small batches of two adapters or more
+    tokens: int
 
 
 @dataclass(frozen=True)
@@ -46,9 +61,6 @@ class FusedWeights:
 
     per_slot_a: torch.Tensor  # (slots, in, slices * rank), scaled
     per_slot_b: torch.Tensor  # (slots, slices * rank, width), block-diagonal
-    all_a: torch.Tensor  # (in, slices * slots * rank): every slot side by side, by slice
-    all_b: tuple[torch.Tensor, ...]  # per slice (slots * rank, slice width): slots stacked
-    columns: tuple[slice, ...]  # each slice's columns of the output
 
 
 _PLANS: dict[tuple[int, int, int, int], tuple[weakref.ref, StepPlan]] = {}
@@ -70,15 +82,34 @@ def step_plan(indices: torch.Tensor, slots: int) -> StepPlan:
     if found is not None and found[0]() is base:  # not a freed buffer's reused address
         return found[1]
     groups, stacked = token_groups(indices)
-    mask = None
-    if stacked is not None:
-        one_hot = torch.nn.functional.one_hot(stacked.slot, slots).to(torch.float32)
-        mask = (one_hot * stacked.has_adapter)[:, None, :, None]
-    plan = StepPlan(groups, mask)
+    plan = StepPlan(groups, padded_plan(groups) if stacked is not None else None, indices.numel())
     if len(_PLANS) > 64:
         _PLANS.clear()
     _PLANS[key] = (weakref.ref(base), plan)
     return plan
+
+
+def padded_plan(groups: tuple[tuple[int, Rows], ...]) -> Padded | None:
+    """Each adapter's tokens in a block of its slot; slots between the first and last used
+    that the batch does not use get a block of zero rows, so the weights are a view."""
+    rows = {slot: _row_list(r) for slot, r in groups if slot != NO_ADAPTER}
+    if len(rows) < 2:
+        return None
+    tokens = sum(len(_row_list(r)) for _, r in groups)
+    first, last = min(rows), max(rows)
+    depth = max(len(r) for r in rows.values())
+    gather, dest = [], []
+    for slot in range(first, last + 1):
+        own = rows.get(slot, [])
+        gather += own + [tokens] * (depth - len(own))
+        dest += own + [0] * (depth - len(own))
+    return Padded(first, last - first + 1, depth, torch.tensor(gather), torch.tensor(dest))
+
+
+def _row_list(rows: Rows) -> list[int]:
+    if isinstance(rows, slice):
+        return list(range(rows.start, rows.stop))
+    return rows.tolist()
 
 
 def fused_weights(
@@ -101,21 +132,13 @@ def fused_weights(
     a = (a[:, :, :rank] * scale).to(lora_a[0].dtype).to(torch.float32)  # (slots, n, rank, in)
     per_slot_a = a.reshape(slots, n * rank, -1).transpose(1, 2).to(dtype).contiguous()
     per_slot_b = torch.zeros(slots, n * rank, sum(widths), dtype=dtype)
-    all_b, columns, column = [], [], 0
+    column = 0
     for i, (w, width) in enumerate(zip(lora_b, widths, strict=True)):
         used = min(width, w.shape[-2])  # vLLM writes the columns both have
         block = w.reshape(slots, w.shape[-2], padded)[:, :used, :rank].transpose(1, 2)
         per_slot_b[:, i * rank : (i + 1) * rank, column : column + used] = block.to(dtype)
-        all_b.append(block.reshape(slots * rank, used).to(dtype).contiguous())
-        columns.append(slice(column, column + used))
         column += width
-    fused = FusedWeights(
-        per_slot_a,
-        per_slot_b,
-        a.permute(3, 1, 0, 2).reshape(a.shape[-1], -1).to(dtype).contiguous(),
-        tuple(all_b),
-        tuple(columns),
-    )
+    fused = FusedWeights(per_slot_a, per_slot_b)
     _WEIGHTS[key] = (lora_a, lora_b, versions, fused)
     while len(_WEIGHTS) > MAX_WEIGHTS:
         _WEIGHTS.popitem(last=False)
@@ -150,12 +173,14 @@ def add_lora_linear(
     dtype = torch.float32 if tokens <= SMALL_BATCH else inputs.dtype
     weights = fused_weights(lora_a_stacked, lora_b_stacked, output_slices, scale, dtype)
     xin = inputs.to(dtype)
-    if plan.mask is not None and plan.mask.shape[0] == tokens:
-        n = len(weights.all_b)
-        shrunk = ((xin @ weights.all_a).view(tokens, n, slots, -1) * plan.mask).view(tokens, n, -1)
+    padded = plan.padded
+    if padded is not None and plan.tokens == tokens:
+        blocks = torch.nn.functional.pad(xin, (0, 0, 0, 1)).index_select(0, padded.gather)
+        used = slice(padded.first, padded.first + padded.count)
+        shrunk = torch.bmm(blocks.view(padded.count, padded.depth, -1), weights.per_slot_a[used])
         shrunk = _rounded(shrunk, out.dtype)
-        for i, (b, columns) in enumerate(zip(weights.all_b, weights.columns, strict=True)):
-            out[:, columns].add_(_rounded(shrunk[:, i] @ b, out.dtype))
+        product = torch.bmm(shrunk, weights.per_slot_b[used]).to(out.dtype)
+        out[:, :width].index_add_(0, padded.dest, product.view(-1, width))
         return
     for slot, rows in plan.groups:
         if slot == NO_ADAPTER:
