@@ -12,8 +12,10 @@ casts and copies than in arithmetic: measured here, the LoRA term of a q/k/v lay
   and one expand product into all slices' columns (the B matrices block-diagonal), per
   adapter in the batch; in a small batch of two adapters or more, one batched product
   each (``bmm``) over the adapters' slots, each slot's tokens gathered into a block of
-  equal depth (short blocks padded with zero rows) and added back with ``index_add_``:
-  a dozen ops a layer whatever the mix, and only the products each token needs;
+  equal depth (short blocks padded with zero rows) and gathered back to each token's
+  row (``index_add_`` would be one op per row on a CPU: it took a third of a step at
+  8 adapters): a dozen ops a layer whatever the mix, and only the products each token
+  needs;
 - small batches (decode) computed in float32, where oneDNN's small bf16 products are the
   slower ones; larger ones (prefill) in the model's dtype, where bf16 is ~3x faster here.
 
@@ -44,7 +46,7 @@ class Padded:
     count: int
     depth: int
     gather: torch.Tensor  # (count * depth,) the token in each row; ``tokens``: a zero row
-    dest: torch.Tensor  # (count * depth,) the token each row adds to (zero rows: token 0)
+    source: torch.Tensor  # (tokens,) each token's row (base-model tokens: a zero row)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class FusedWeights:
 
     per_slot_a: torch.Tensor  # (slots, in, slices * rank), scaled
     per_slot_b: torch.Tensor  # (slots, slices * rank, width), block-diagonal
+    empty: bool = False  # no slot's adapter trains this layer: its term is zero
 
 
 _PLANS: dict[tuple[int, int, int, int], tuple[weakref.ref, StepPlan]] = {}
@@ -98,12 +101,24 @@ def padded_plan(groups: tuple[tuple[int, Rows], ...]) -> Padded | None:
     tokens = sum(len(_row_list(r)) for _, r in groups)
     first, last = min(rows), max(rows)
     depth = max(len(r) for r in rows.values())
-    gather, dest = [], []
+    count = last - first + 1
+    with_adapter = sum(len(r) for r in rows.values())
+    if tokens > with_adapter and count * depth == with_adapter:
+        depth += 1  # base-model tokens read a zero row, and every row holds a token
+    gather: list[int] = []
+    source = [0] * tokens
     for slot in range(first, last + 1):
         own = rows.get(slot, [])
-        gather += own + [tokens] * (depth - len(own))
-        dest += own + [0] * (depth - len(own))
-    return Padded(first, last - first + 1, depth, torch.tensor(gather), torch.tensor(dest))
+        for token in own:
+            source[token] = len(gather)
+            gather.append(token)
+        gather += [tokens] * (depth - len(own))
+    zero = gather.index(tokens) if tokens in gather else 0
+    for slot, r in groups:
+        if slot == NO_ADAPTER:
+            for token in _row_list(r):
+                source[token] = zero
+    return Padded(first, count, depth, torch.tensor(gather), torch.tensor(source))
 
 
 def _row_list(rows: Rows) -> list[int]:
@@ -138,7 +153,7 @@ def fused_weights(
         block = w.reshape(slots, w.shape[-2], padded)[:, :used, :rank].transpose(1, 2)
         per_slot_b[:, i * rank : (i + 1) * rank, column : column + used] = block.to(dtype)
         column += width
-    fused = FusedWeights(per_slot_a, per_slot_b)
+    fused = FusedWeights(per_slot_a, per_slot_b, empty=not nonzero.numel())
     _WEIGHTS[key] = (lora_a, lora_b, versions, fused)
     while len(_WEIGHTS) > MAX_WEIGHTS:
         _WEIGHTS.popitem(last=False)
@@ -172,6 +187,8 @@ def add_lora_linear(
     tokens, width = inputs.shape[0], sum(output_slices)
     dtype = torch.float32 if tokens <= SMALL_BATCH else inputs.dtype
     weights = fused_weights(lora_a_stacked, lora_b_stacked, output_slices, scale, dtype)
+    if weights.empty:  # e.g. adapters that train q and v only, in an MLP layer
+        return
     xin = inputs.to(dtype)
     padded = plan.padded
     if padded is not None and plan.tokens == tokens:
@@ -180,13 +197,14 @@ def add_lora_linear(
         shrunk = torch.bmm(blocks.view(padded.count, padded.depth, -1), weights.per_slot_a[used])
         shrunk = _rounded(shrunk, out.dtype)
         product = torch.bmm(shrunk, weights.per_slot_b[used]).to(out.dtype)
-        out[:, :width].index_add_(0, padded.dest, product.view(-1, width))
+        # a gather back, not ``index_add_``: on CPU that adds row by row, one op each
+        out[:, :width].add_(product.view(-1, width).index_select(0, padded.source))
         return
     for slot, rows in plan.groups:
         if slot == NO_ADAPTER:
             continue
         shrunk = _rounded(xin[rows] @ weights.per_slot_a[slot], out.dtype)
-        product = _rounded(shrunk @ weights.per_slot_b[slot], out.dtype)
+        product = (shrunk @ weights.per_slot_b[slot]).to(out.dtype)  # rounded as vLLM's
         if isinstance(rows, slice):
             out[rows, :width].add_(product)  # a view: no gather and scatter
         else:

@@ -37,7 +37,7 @@ def register() -> None:
         return
     from vllm.lora.punica_wrapper import punica_cpu
 
-    from gateway.engine.grouped_lora import fused, ops
+    from gateway.engine.grouped_lora import fused, logits, ops
 
     if punica_cpu.sgmv_shrink is ops.sgmv_shrink:
         return
@@ -48,4 +48,7 @@ def register() -> None:
     wrapper = punica_cpu.PunicaWrapperCPU
     fused.ORIGINAL = wrapper.add_lora_linear
     wrapper.add_lora_linear = fused.add_lora_linear
+    # the logits layer's LoRA term, skipped while no adapter in a slot trains lm_head
+    logits.ORIGINAL = wrapper.add_lora_logits
+    wrapper.add_lora_logits = logits.add_lora_logits
     log.info("grouped CPU LoRA path installed in vLLM's punica_cpu (pid %d)", os.getpid())

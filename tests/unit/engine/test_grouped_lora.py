@@ -21,10 +21,11 @@ from vllm.lora.punica_wrapper.utils import compute_meta
 from vllm.platforms import current_platform
 
 from gateway.config import Settings
-from gateway.engine.grouped_lora import fused, ops, plugin
+from gateway.engine.grouped_lora import fused, logits, ops, plugin
 
 # vLLM's own add_lora_linear, even if a plugin test of this process patched it already
 VLLM_ADD_LORA_LINEAR = fused.ORIGINAL or punica_cpu.PunicaWrapperCPU.add_lora_linear
+VLLM_ADD_LORA_LOGITS = logits.ORIGINAL or punica_cpu.PunicaWrapperCPU.add_lora_logits
 
 SLOTS, RANK, HIDDEN = 4, 8, 48
 # Token -> adapter slot, -1 = base model. Prefill: runs per request (one adapter twice);
@@ -234,6 +235,7 @@ def vllm_ops(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     for name, op in originals.items():
         monkeypatch.setattr(punica_cpu, name, op)
     monkeypatch.setattr(punica_cpu.PunicaWrapperCPU, "add_lora_linear", VLLM_ADD_LORA_LINEAR)
+    monkeypatch.setattr(punica_cpu.PunicaWrapperCPU, "add_lora_logits", VLLM_ADD_LORA_LOGITS)
     return originals
 
 
@@ -248,6 +250,7 @@ def test_the_plugin_patches_nothing_unless_asked_with_1(
     plugin.register()
     assert {name: getattr(punica_cpu, name) for name in plugin.PATCHED} == vllm_ops
     assert punica_cpu.PunicaWrapperCPU.add_lora_linear is VLLM_ADD_LORA_LINEAR
+    assert punica_cpu.PunicaWrapperCPU.add_lora_logits is VLLM_ADD_LORA_LOGITS
 
 
 def test_the_plugin_patches_every_op_once(
@@ -260,6 +263,8 @@ def test_the_plugin_patches_every_op_once(
     assert all(getattr(punica_cpu, name) is getattr(ops, name) for name in plugin.PATCHED)
     assert punica_cpu.PunicaWrapperCPU.add_lora_linear is fused.add_lora_linear
     assert fused.ORIGINAL is VLLM_ADD_LORA_LINEAR
+    assert punica_cpu.PunicaWrapperCPU.add_lora_logits is logits.add_lora_logits
+    assert logits.ORIGINAL is VLLM_ADD_LORA_LOGITS
     assert len([r for r in caplog.records if "installed" in r.getMessage()]) == 1
 
 
@@ -289,6 +294,9 @@ def test_vllm_finds_the_plugin_and_the_setting_shares_its_variable(
 FUSED_CASES = {
     "decode-mixed": ([11, 13, 0, 12, 11, 11, 13, 0, 12], False),
     "decode-one": ([12] * 5, False),
+    # every block full: the base-model tokens need a padding row of zeros to read
+    "decode-full-blocks": ([11, 12, 0, 12, 11, 0], False),
+    "decode-no-base": ([13, 11, 11, 13], False),
     "prefill-mixed": ([11] * 7 + [0] * 5 + [12] * 9 + [11] * 3 + [13] * 4, True),
     "prefill-long": ([11] * 50 + [0] * 20 + [13] * 30, True),  # past SMALL_BATCH: bf16
     "base-only": ([0] * 4, True),
@@ -376,3 +384,58 @@ def test_the_fused_path_skips_the_zero_padding_of_smaller_ranks(
     assert_same(got, want)
     layout = fused.fused_weights(a, b, slices, 2.0, torch.float32)
     assert layout.per_slot_a.shape == (SLOTS, HIDDEN, 3 * RANK)  # rank 8, not 16
+
+
+def test_a_layer_no_adapter_trains_is_left_alone_until_one_is_written() -> None:
+    """Adapters that train q and v only leave the MLP's slots zero: nothing is added
+    there, and once a slot is written (in place) its term is computed again."""
+    token_ids = [11, 12, 0, 13, 11]
+    wrapper = _wrapper(token_ids, is_prefill=False)
+    a = (torch.zeros(SLOTS, 1, RANK, HIDDEN, dtype=torch.bfloat16),)
+    b = (weights(24, RANK, torch.bfloat16, 60),)
+    x = randn(len(token_ids), HIDDEN, dtype=torch.bfloat16, seed=19)
+    start = randn(len(token_ids), 24, dtype=torch.bfloat16, seed=20)
+    got = start.clone()
+    fused.add_lora_linear(wrapper, got, x, a, b, 0.5, (24,))
+    assert torch.equal(got, start)
+    a[0][2, 0].copy_(randn(RANK, HIDDEN, dtype=torch.bfloat16, seed=21))  # slot 2: adapter 13
+    want = start.clone()
+    VLLM_ADD_LORA_LINEAR(wrapper, want, x, a, b, 0.5, (24,))
+    fused.add_lora_linear(wrapper, got, x, a, b, 0.5, (24,))
+    assert_same(got, want)
+    assert not torch.equal(got[3], start[3]) and torch.equal(got[:3], start[:3])
+
+
+def test_the_logits_term_is_skipped_only_while_every_slot_is_zero() -> None:
+    """Adapters that leave ``lm_head`` alone get zero logits slots; once a slot is written
+    (in place, as vLLM does) the term is computed again and matches vLLM's."""
+    logits.ORIGINAL = VLLM_ADD_LORA_LOGITS
+    token_ids = [11, 0, 12, 12, 13]
+    wrapper = _wrapper(token_ids, is_prefill=False)
+    vocab, hidden, rank = 40, 16, 8
+    a = torch.zeros(SLOTS, 1, rank, hidden, dtype=torch.bfloat16)
+    b = torch.zeros(SLOTS, 1, vocab, rank, dtype=torch.bfloat16)
+    x = torch.randn(len(token_ids), hidden, generator=torch.Generator().manual_seed(3))
+    x = x.bfloat16()
+    y = torch.randn(len(token_ids), vocab).bfloat16()
+    before = y.clone()
+    calls: list[int] = []
+
+    def counted(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        VLLM_ADD_LORA_LOGITS(*args, **kwargs)
+
+    logits.ORIGINAL = counted
+    try:
+        assert logits.add_lora_logits(wrapper, y, x, a, b, 1.0) is None
+        assert calls == [] and torch.equal(y, before)
+        gen = torch.Generator().manual_seed(4)
+        a[1, 0].copy_(torch.randn(rank, hidden, generator=gen).bfloat16())  # slot 1: adapter 12
+        b[1, 0].copy_(torch.randn(vocab, rank, generator=gen).bfloat16())
+        logits.add_lora_logits(wrapper, y, x, a, b, 1.0)
+    finally:
+        logits.ORIGINAL = VLLM_ADD_LORA_LOGITS
+    assert calls == [1]
+    expected = before.clone()
+    VLLM_ADD_LORA_LOGITS(wrapper, expected, x, a, b, 1.0)
+    assert torch.equal(y, expected) and not torch.equal(y, before)
