@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         description="Share of GPU memory (on CPU: of system memory) vLLM reserves for "
         "weights and KV cache.",
     )
+    kv_cache_gib: float | None = Field(
+        default=None,
+        gt=0,
+        description="KV cache size in GiB (vLLM's kv_cache_memory_bytes). Unset, vLLM sizes "
+        "it from gpu_memory_utilization, which on CPU is a share of the first NUMA node's "
+        "memory, not of the machine's.",
+    )
     max_num_seqs: int = Field(
         default=32, ge=1, description="Requests the engine runs in one batch."
     )

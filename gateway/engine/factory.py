@@ -36,5 +36,6 @@ def engine_options(settings: Settings) -> tuple[EngineOptions, ModelInfo]:
         enforce_eager=settings.enforce_eager,
         seed=settings.seed,
         grouped_lora=is_cpu_build() if settings.grouped_lora is None else settings.grouped_lora,
+        kv_cache_gib=settings.kv_cache_gib,
     )
     return options, info

@@ -61,6 +61,7 @@ class EngineOptions:
     enforce_eager: bool
     seed: int
     grouped_lora: bool  # the grouped CPU LoRA path (``grouped_lora.plugin``)
+    kv_cache_gib: float | None = None  # set: a fixed KV cache, whatever the node's memory
 
 
 def engine_args(opts: EngineOptions) -> Any:
@@ -78,6 +79,7 @@ def engine_args(opts: EngineOptions) -> Any:
         dtype=opts.dtype,
         max_model_len=opts.max_model_len,
         gpu_memory_utilization=opts.gpu_memory_utilization,
+        kv_cache_memory_bytes=kv_cache_bytes(opts.kv_cache_gib),
         max_num_seqs=opts.max_num_seqs,
         enable_lora=True,
         max_loras=opts.max_loras,
@@ -89,6 +91,10 @@ def engine_args(opts: EngineOptions) -> Any:
         disable_log_stats=True,
         worker_extension_cls=WORKER_EXTENSION,
     )
+
+
+def kv_cache_bytes(gib: float | None) -> int | None:
+    return None if gib is None else int(gib * 2**30)
 
 
 def build_llm(opts: EngineOptions, stat_loggers: list[Any] | None = None) -> Any:

@@ -42,7 +42,7 @@ PROMPTS = [
     "Why was my transfer declined?",
 ]
 SMALL_ENGINE = {"GATEWAY_MAX_MODEL_LEN": "1024", "GATEWAY_MAX_TOKENS_CAP": "256",
-                "GATEWAY_GPU_MEMORY_UTILIZATION": "0.05"}  # fmt: skip
+                "GATEWAY_KV_CACHE_GIB": "0.25"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

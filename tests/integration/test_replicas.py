@@ -152,7 +152,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "GATEWAY_AUTH_MODE": "tenants", "GATEWAY_ADMIN_KEY": ADMIN_KEY,
             "GATEWAY_METRICS_KEY": METRICS_KEY,
             "GATEWAY_MAX_MODEL_LEN": "1024", "GATEWAY_MAX_TOKENS_CAP": "512",
-            "GATEWAY_MAX_NUM_SEQS": "8", "GATEWAY_GPU_MEMORY_UTILIZATION": "0.08",
+            "GATEWAY_MAX_NUM_SEQS": "8", "GATEWAY_KV_CACHE_GIB": "0.5",
         }  # fmt: skip
         # A fails open when Redis is down, B fails closed: one run shows both behaviours.
         env_a = {**common, "GATEWAY_REPLICA_ID": "a", "GATEWAY_RATE_LIMIT_ON_REDIS_ERROR": "open"}

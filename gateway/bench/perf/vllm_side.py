@@ -19,7 +19,12 @@ import httpx
 from gateway.bench.launch import LaunchError, free_port, stop
 from gateway.bench.perf.sides import Bench, grouped_env
 from gateway.bench.perf.workload import BASE_MODEL
-from gateway.engine.vllm_engine import WHITESPACE_FREE_BACKENDS, WORKER_EXTENSION, EngineOptions
+from gateway.engine.vllm_engine import (
+    WHITESPACE_FREE_BACKENDS,
+    WORKER_EXTENSION,
+    EngineOptions,
+    kv_cache_bytes,
+)
 
 
 def vllm_serve_argv(options: EngineOptions, loras: dict[str, str], port: int) -> list[str]:
@@ -34,6 +39,8 @@ def vllm_serve_argv(options: EngineOptions, loras: dict[str, str], port: int) ->
         "--dtype", options.dtype,
         "--max-model-len", str(options.max_model_len),
         "--gpu-memory-utilization", str(options.gpu_memory_utilization),
+        *([] if options.kv_cache_gib is None
+          else ["--kv-cache-memory-bytes", str(kv_cache_bytes(options.kv_cache_gib))]),
         "--max-num-seqs", str(options.max_num_seqs),
         "--enable-lora",
         "--max-loras", str(options.max_loras),

@@ -16,8 +16,9 @@ casts and copies than in arithmetic: measured here, the LoRA term of a q/k/v lay
   row (``index_add_`` would be one op per row on a CPU: it took a third of a step at
   8 adapters): a dozen ops a layer whatever the mix, and only the products each token
   needs;
-- small batches (decode) computed in float32, where oneDNN's small bf16 products are the
-  slower ones; larger ones (prefill) in the model's dtype, where bf16 is ~3x faster here.
+- every product in float32: torch's bf16 products on this CPU were 2 to 4 times slower
+  at every size measured, 16 to 1,024 tokens (a decode step to a prefill chunk), and one
+  dtype for every batch means an answer cannot depend on the batch it shared.
 
 vLLM rounds the shrink result to the model's dtype before expand too, so the answers
 stay within the rounding of vLLM's own path (tests/unit/engine/test_grouped_lora.py).
@@ -32,9 +33,9 @@ from typing import Any
 
 import torch
 
-from gateway.engine.grouped_lora.ops import NO_ADAPTER, STACK_MAX_TOKENS, Rows, token_groups
+from gateway.engine.grouped_lora.ops import NO_ADAPTER, Rows, token_groups
 
-SMALL_BATCH = STACK_MAX_TOKENS  # at most this many tokens: float32 products
+PRODUCT_DTYPE = torch.float32
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ _PLANS: dict[tuple[int, int, int, int], tuple[weakref.ref, StepPlan]] = {}
 _WEIGHTS: OrderedDict[tuple[Any, ...], tuple[Any, Any, tuple[int, ...], FusedWeights]] = (
     OrderedDict()
 )
-MAX_WEIGHTS = 1024  # two dtypes per LoRA layer of a large model
+MAX_WEIGHTS = 1024  # LoRA layers of a large model
 
 
 def step_plan(indices: torch.Tensor, slots: int) -> StepPlan:
@@ -142,8 +143,7 @@ def fused_weights(
     a = torch.stack([w.reshape(slots, padded, -1) for w in lora_a], dim=1).to(torch.float32)
     nonzero = a.ne(0).any(dim=-1).any(dim=1).any(dim=0).nonzero()  # (slots, n, rank, in)
     rank = int(nonzero.max().item()) + 1 if nonzero.numel() else 1
-    # scaled, then rounded to the weights' own dtype in both layouts, so a small batch's
-    # float32 products see the same numbers as a large batch's bf16 ones
+    # scaled, then rounded to the weights' own dtype: vLLM's products read bf16 weights
     a = (a[:, :, :rank] * scale).to(lora_a[0].dtype).to(torch.float32)  # (slots, n, rank, in)
     per_slot_a = a.reshape(slots, n * rank, -1).transpose(1, 2).to(dtype).contiguous()
     per_slot_b = torch.zeros(slots, n * rank, sum(widths), dtype=dtype)
@@ -185,7 +185,7 @@ def add_lora_linear(
     if all(slot == NO_ADAPTER for slot, _ in plan.groups):
         return
     tokens, width = inputs.shape[0], sum(output_slices)
-    dtype = torch.float32 if tokens <= SMALL_BATCH else inputs.dtype
+    dtype = PRODUCT_DTYPE
     weights = fused_weights(lora_a_stacked, lora_b_stacked, output_slices, scale, dtype)
     if weights.empty:  # e.g. adapters that train q and v only, in an MLP layer
         return
@@ -215,8 +215,6 @@ ORIGINAL: Any = None  # vLLM's add_lora_linear, for shapes this path does not ha
 
 
 def _rounded(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Float32 products rounded where a bf16 product rounds (its shrink result, then its
-    expand result), as vLLM's own path does too: an answer must not depend on whether its
-    tokens shared a batch large enough for the bf16 products. A no-op in the model's
-    dtype."""
+    """Float32 products rounded where vLLM's path rounds to the model's dtype (its shrink
+    result, then its expand result), so answers stay within vLLM's rounding."""
     return values if values.dtype == dtype else values.to(dtype).to(values.dtype)

@@ -289,8 +289,8 @@ def test_vllm_finds_the_plugin_and_the_setting_shares_its_variable(
 
 
 # The fused linear path (``fused.add_lora_linear``) against vLLM's own add_lora_linear with
-# vLLM's own ops: small batches (float32 products, stacked when two adapters or more) and
-# large ones (the model's dtype, per adapter), prefill and decode, base-model tokens.
+# vLLM's own ops: small batches (stacked when two adapters or more) and large ones (per
+# adapter), prefill and decode, base-model tokens.
 FUSED_CASES = {
     "decode-mixed": ([11, 13, 0, 12, 11, 11, 13, 0, 12], False),
     "decode-one": ([12] * 5, False),
@@ -298,7 +298,7 @@ FUSED_CASES = {
     "decode-full-blocks": ([11, 12, 0, 12, 11, 0], False),
     "decode-no-base": ([13, 11, 11, 13], False),
     "prefill-mixed": ([11] * 7 + [0] * 5 + [12] * 9 + [11] * 3 + [13] * 4, True),
-    "prefill-long": ([11] * 50 + [0] * 20 + [13] * 30, True),  # past SMALL_BATCH: bf16
+    "prefill-long": ([11] * 50 + [0] * 20 + [13] * 30, True),  # past stacking: per adapter
     "base-only": ([0] * 4, True),
 }
 
