@@ -51,10 +51,22 @@ class Padded:
 
 
 @dataclass(frozen=True)
+class Sorted:
+    """A large batch whose adapters' tokens are not one run each (a prefill chunk beside
+    other requests' decode tokens): the tokens with an adapter, gathered in slot order,
+    so that each slot's are one contiguous block."""
+
+    order: torch.Tensor  # (with adapter,) the token in each sorted row
+    blocks: tuple[tuple[int, slice], ...]  # (slot, its rows in sorted order)
+    source: torch.Tensor  # (tokens,) each token's sorted row (base-model tokens: the last)
+
+
+@dataclass(frozen=True)
 class StepPlan:
     groups: tuple[tuple[int, Rows], ...]  # (slot, rows) per adapter in the batch
     padded: Padded | None  # small batches of two adapters or more
     tokens: int
+    sorted: Sorted | None = None  # other batches where some adapter's rows are not a run
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,8 @@ def step_plan(indices: torch.Tensor, slots: int) -> StepPlan:
     if found is not None and found[0]() is base:  # not a freed buffer's reused address
         return found[1]
     groups, stacked = token_groups(indices)
-    plan = StepPlan(groups, padded_plan(groups) if stacked is not None else None, indices.numel())
+    padded = padded_plan(groups) if stacked is not None else None
+    plan = StepPlan(groups, padded, indices.numel(), None if padded else sorted_plan(groups))
     if len(_PLANS) > 64:
         _PLANS.clear()
     _PLANS[key] = (weakref.ref(base), plan)
@@ -120,6 +133,23 @@ def padded_plan(groups: tuple[tuple[int, Rows], ...]) -> Padded | None:
             for token in _row_list(r):
                 source[token] = zero
     return Padded(first, count, depth, torch.tensor(gather), torch.tensor(source))
+
+
+def sorted_plan(groups: tuple[tuple[int, Rows], ...]) -> Sorted | None:
+    """None where every adapter's tokens are one run already (products read views)."""
+    if all(isinstance(r, slice) for slot, r in groups if slot != NO_ADAPTER):
+        return None
+    tokens = sum(len(_row_list(r)) for _, r in groups)
+    order: list[int] = []
+    blocks = []
+    for slot, r in sorted((slot, r) for slot, r in groups if slot != NO_ADAPTER):
+        own = _row_list(r)
+        blocks.append((slot, slice(len(order), len(order) + len(own))))
+        order += own
+    source = [len(order)] * tokens  # the zero row after the sorted ones
+    for row, token in enumerate(order):
+        source[token] = row
+    return Sorted(torch.tensor(order), tuple(blocks), torch.tensor(source))
 
 
 def _row_list(rows: Rows) -> list[int]:
@@ -199,6 +229,18 @@ def add_lora_linear(
         product = torch.bmm(shrunk, weights.per_slot_b[used]).to(out.dtype)
         # a gather back, not ``index_add_``: on CPU that adds row by row, one op each
         out[:, :width].add_(product.view(-1, width).index_select(0, padded.source))
+        return
+    ordered = plan.sorted
+    if ordered is not None and plan.tokens == tokens:
+        # one gather in, a product per slot on its contiguous block, one gather back:
+        # not a gather, a scatter and an indexed add per adapter
+        picked = xin.index_select(0, ordered.order)
+        products = torch.empty(picked.shape[0] + 1, width, dtype=dtype)
+        products[-1] = 0
+        for slot, block in ordered.blocks:
+            shrunk = _rounded(picked[block] @ weights.per_slot_a[slot], out.dtype)
+            torch.mm(shrunk, weights.per_slot_b[slot], out=products[block])
+        out[:, :width].add_(products.to(out.dtype).index_select(0, ordered.source))
         return
     for slot, rows in plan.groups:
         if slot == NO_ADAPTER:

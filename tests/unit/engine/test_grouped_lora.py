@@ -299,6 +299,8 @@ FUSED_CASES = {
     "decode-no-base": ([13, 11, 11, 13], False),
     "prefill-mixed": ([11] * 7 + [0] * 5 + [12] * 9 + [11] * 3 + [13] * 4, True),
     "prefill-long": ([11] * 50 + [0] * 20 + [13] * 30, True),  # past stacking: per adapter
+    # past stacking, a prefill chunk beside decode tokens: sorted by slot, gathered back
+    "prefill-beside-decode": ([11] * 50 + [12, 13, 0, 12, 11, 13] * 2 + [13] * 20, True),
     "base-only": ([0] * 4, True),
 }
 
