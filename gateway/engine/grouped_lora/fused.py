@@ -17,8 +17,10 @@ casts and copies than in arithmetic: measured here, the LoRA term of a q/k/v lay
   8 adapters): a dozen ops a layer whatever the mix, and only the products each token
   needs;
 - every product in float32: torch's bf16 products on this CPU were 2 to 4 times slower
-  at every size measured, 16 to 1,024 tokens (a decode step to a prefill chunk), and one
-  dtype for every batch means an answer cannot depend on the batch it shared.
+  at every size measured, 16 to 1,024 tokens (a decode step to a prefill chunk); one
+  dtype for every batch shape also keeps an answer from depending on the dtype its
+  batch happened to get (the products' summation order can still differ by shape, so
+  the tests compare within rounding).
 
 vLLM rounds the shrink result to the model's dtype before expand too, so the answers
 stay within the rounding of vLLM's own path (tests/unit/engine/test_grouped_lora.py).
