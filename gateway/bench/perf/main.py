@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from collections import defaultdict
@@ -20,6 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from gateway.bench import provenance
 from gateway.bench.launch import LaunchError
 from gateway.bench.perf import paired, profile, report, sections
 from gateway.bench.perf.sides import (
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     raw: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     result: dict[str, Any] = {
         "command": "gateway bench perf " + " ".join(_argv(args)),
-        "machine": {"platform": platform.platform(), "cpus": _cpus()},
+        "machine": provenance.machine(),
         "engine": {},
         "sides": {s.name: {"kind": s.kind, "grouped_lora": s.grouped_lora} for s in sides},
         "runtime_env": env,
@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "extras": {},
     }
     started = time.perf_counter()
+    cpu_start = provenance.CpuTimes.read()
     bar = tqdm(total=args.rounds * len(sides) * len(cells), desc="perf", unit="cell")
 
     with tempfile.TemporaryDirectory(prefix="perf-") as tmp:
@@ -126,6 +127,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         def save() -> None:
             result["raw"] = raw
             result["elapsed_s"] = round(time.perf_counter() - started, 1)
+            cpu_now = provenance.CpuTimes.read()
+            if cpu_start and cpu_now:
+                result["machine"]["cpu_share"] = cpu_now.share_since(cpu_start)
             (out / "perf.json").write_text(json.dumps(result, indent=1) + "\n")
 
         for round_no in range(1, args.rounds + 1):
@@ -158,6 +162,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result.get("overhead"),
     )  # fmt: skip
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
+    cpu_end = provenance.CpuTimes.read()
+    if cpu_start and cpu_end:  # the whole run, the paired phase included
+        result["machine"]["cpu_share"] = cpu_end.share_since(cpu_start)
     (out / "perf.json").write_text(json.dumps(result, indent=1) + "\n")
     write_report(result, out)
     return result
@@ -225,12 +232,6 @@ def _argv(args: argparse.Namespace) -> list[str]:
         else:
             parts += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
     return parts
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bench.perf.paired import LIMIT_MS
+from gateway.bench.provenance import describe
 from gateway.bench.stats import DEFINITION
 from gateway.bench.tables import cell
 
@@ -191,6 +192,8 @@ def markdown(result: dict[str, Any], sections: Sequence[str] = ()) -> str:
         "# Serving performance: gateway, bare engine, vllm serve",
         "",
         f"Command: `{result['command']}`",
+        "",
+        describe(result.get("machine") or {}),
         "",
         DEFINITION,
         "",
