@@ -42,6 +42,11 @@ class RouterMetrics:
             "vllm:lora_requests_info", "Running stats on lora requests.",
             ("max_lora", "waiting_lora_adapters", "running_lora_adapters"), registry=registry,
         )  # fmt: skip
+        # record() runs once per engine step, in the event loop beside the requests: a
+        # ``labels()`` lookup takes a lock and builds a key, so the children are kept.
+        self._children: dict[str, tuple[Gauge, Gauge, Gauge]] = {}
+        self._lora_key: tuple[str, str, str] | None = None
+        self._lora_child: Gauge | None = None
 
     def record(
         self,
@@ -55,13 +60,24 @@ class RouterMetrics:
         waiting_adapters: Iterable[str],
         public_name: Callable[[str], str],
     ) -> None:
-        labels = {"model_name": model_name, "engine": "0"}
-        self.running.labels(**labels).set(running)
-        self.waiting.labels(**labels).set(waiting)
-        self.kv_cache.labels(**labels).set(kv_cache_usage)
-        self.lora_info.clear()
-        self.lora_info.labels(
-            max_lora=str(max_lora),
-            waiting_lora_adapters=",".join(dict.fromkeys(map(public_name, waiting_adapters))),
-            running_lora_adapters=",".join(dict.fromkeys(map(public_name, running_adapters))),
-        ).set_to_current_time()
+        children = self._children.get(model_name)
+        if children is None:
+            labels = {"model_name": model_name, "engine": "0"}
+            children = (self.running.labels(**labels), self.waiting.labels(**labels),
+                        self.kv_cache.labels(**labels))  # fmt: skip
+            self._children[model_name] = children
+        children[0].set(running)
+        children[1].set(waiting)
+        children[2].set(kv_cache_usage)
+        key = (
+            str(max_lora),
+            ",".join(dict.fromkeys(map(public_name, waiting_adapters))),
+            ",".join(dict.fromkeys(map(public_name, running_adapters))),
+        )
+        if key != self._lora_key or self._lora_child is None:
+            self.lora_info.clear()  # only the newest label set stays
+            self._lora_child = self.lora_info.labels(
+                max_lora=key[0], waiting_lora_adapters=key[1], running_lora_adapters=key[2]
+            )
+            self._lora_key = key
+        self._lora_child.set_to_current_time()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import errors
@@ -112,8 +114,21 @@ def test_routers_find_vllms_series_with_adapters_named_as_clients_call_them(
     assert dict(info[0]) == {"max_lora": "8", "running_lora_adapters": "tenant-a",
                              "waiting_lora_adapters": "tenant-b"}  # fmt: skip
     engine.on_stats(EngineStats(1, 0, 0.5, 1, (), ("tenant-b@v2",), ()))  # not current
+    stamped = {ls: v for (n, ls), v in samples(client).items() if n == "vllm:lora_requests_info"}
+    assert [dict(ls)["running_lora_adapters"] for ls in stamped] == ["tenant-b@v2"]
+    # the same label set on the next step: still one series, its timestamp renewed
+    ((labels, first_stamp),) = stamped.items()
+    time.sleep(0.01)
+    engine.on_stats(EngineStats(2, 0, 0.25, 1, (), ("tenant-b@v2",), ()))
+    found = samples(client)
+    assert [ls for (n, ls) in found if n == "vllm:lora_requests_info"] == [labels]
+    assert found[("vllm:lora_requests_info", labels)] > first_stamp
+    assert value(found, "vllm:num_requests_running", **model) == 2
+    assert value(found, "vllm:kv_cache_usage_perc", **model) == 0.25
+    # and back to an earlier one: the series follows
+    engine.on_stats(EngineStats(1, 4, 0.5, 1, (), ("tenant-a@v1",), ("tenant-b@v1",)))
     info = [ls for (n, ls) in samples(client) if n == "vllm:lora_requests_info"]
-    assert dict(info[0])["running_lora_adapters"] == "tenant-b@v2"
+    assert len(info) == 1 and dict(info[0])["running_lora_adapters"] == "tenant-a"
 
 
 def test_refusals_before_admission_are_counted_once(tenant_gateway) -> None:
