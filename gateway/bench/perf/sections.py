@@ -141,4 +141,16 @@ def _overhead(overhead: dict[str, Any] | None) -> list[str]:
         f"{overhead['bare_p50_ms']} ms; {overhead['failed_pairs']} failed pairs left out). "
         f"Target: added p50 <= {overhead['limit_ms']:g} ms: **{verdict_text(overhead)}** (met "
         "when the whole interval is at or under it, not met when all of it is above)."
+        + _stolen(overhead.get("cpu_share"))
     )]  # fmt: skip
+
+
+def _stolen(share: dict[str, float] | None) -> str:
+    """The gateway's added work is CPU time, so its milliseconds grow when the host takes
+    CPU away; the verdict is read with that share beside it."""
+    if not share:
+        return ""
+    return (
+        f" While the pairs ran the hypervisor stole {share['steal']:.0%} of the CPU time "
+        f"({share['busy']:.0%} busy, {share['idle']:.0%} idle)."
+    )

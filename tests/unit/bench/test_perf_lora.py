@@ -167,6 +167,12 @@ def test_report_explains_the_arms_and_prints_the_overhead_interval() -> None:
     assert "`GATEWAY_GROUPED_LORA=1`" in text and "its own gateway process" in text
     assert "| schema-a1-c16 | 2.000 | 2.000 | n/a |" in text
     assert "3 pairs" in text and "**met**" in text
+    assert "stole" not in text  # reports from before the steal share was recorded
+    share = {"busy": 0.6, "idle": 0.1, "steal": 0.3}
+    stolen = {**result, "overhead": {**overhead, "cpu_share": share}}
+    assert "the hypervisor stole 30% of the CPU time (60% busy, 10% idle)" in "\n".join(
+        sections.markdown(stolen)
+    )
     old = {"pooled": {"gateway": {}}, "workload": {"cells": [Cell(1, True, 1, 6).as_dict()]}}
     assert "no base-model cells" in "\n".join(sections.markdown(old))
     failed = {**result, "overhead": {"error": "gateway exited (1):\nlog tail", "verdict": None}}
