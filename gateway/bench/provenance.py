@@ -70,6 +70,12 @@ class CpuTimes:
                 "steal": round(steal / total, 3)}  # fmt: skip
 
 
+def share_from(start: CpuTimes | None) -> dict[str, float] | None:
+    """The CPU shares from ``start`` to now; None where /proc/stat cannot be read."""
+    now = CpuTimes.read()
+    return now.share_since(start) if start and now else None
+
+
 def machine() -> dict[str, Any]:
     return {
         "platform": platform.platform(),

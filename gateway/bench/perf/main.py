@@ -127,9 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         def save() -> None:
             result["raw"] = raw
             result["elapsed_s"] = round(time.perf_counter() - started, 1)
-            cpu_now = provenance.CpuTimes.read()
-            if cpu_start and cpu_now:
-                result["machine"]["cpu_share"] = cpu_now.share_since(cpu_start)
+            result["machine"]["cpu_share"] = provenance.share_from(cpu_start)
             (out / "perf.json").write_text(json.dumps(result, indent=1) + "\n")
 
         for round_no in range(1, args.rounds + 1):
@@ -162,9 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result.get("overhead"),
     )  # fmt: skip
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
-    cpu_end = provenance.CpuTimes.read()
-    if cpu_start and cpu_end:  # the whole run, the paired phase included
-        result["machine"]["cpu_share"] = cpu_end.share_since(cpu_start)
+    result["machine"]["cpu_share"] = provenance.share_from(cpu_start)  # paired phase too
     (out / "perf.json").write_text(json.dumps(result, indent=1) + "\n")
     write_report(result, out)
     return result

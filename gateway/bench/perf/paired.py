@@ -29,7 +29,7 @@ from gateway.bench.launch import LaunchError, stop
 from gateway.bench.perf.loadgen import Record, send_chat
 from gateway.bench.perf.sides import TENANT_KEY, Bench, gateway_serve, start_bare, warm_up
 from gateway.bench.perf.workload import Cell, Workload
-from gateway.bench.provenance import CpuTimes
+from gateway.bench.provenance import CpuTimes, share_from
 from gateway.bench.stats import bootstrap_median, decide_at_most, ms, percentile
 
 LIMIT_MS = 5.0
@@ -67,9 +67,7 @@ def measure(bench: Bench, pairs: int, grouped_lora: bool) -> dict[str, Any]:
     result = summarise_pairs(gateway, bare)
     result.update(grouped_lora=grouped_lora, kv_cache_gib=int(KV_CACHE_GIB),
                   wall_s=round(time.perf_counter() - started, 1))  # fmt: skip
-    cpu_end = CpuTimes.read()
-    if cpu_start and cpu_end:  # the differences are CPU time, so they grow with steal
-        result["cpu_share"] = cpu_end.share_since(cpu_start)
+    result["cpu_share"] = share_from(cpu_start)  # the differences grow with steal
     return result
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench.provenance import CpuTimes, describe, revision
+from gateway.bench.provenance import CpuTimes, describe, revision, share_from
 
 
 def _stat(tmp_path: Path, user: int, idle: int, steal: int) -> Path:
@@ -33,6 +33,7 @@ def test_unreadable_or_foreign_stat_gives_none(tmp_path: Path) -> None:
     assert CpuTimes.read(odd) is None
     same = CpuTimes(1, 2, 3)
     assert same.share_since(same) is None
+    assert share_from(None) is None  # no first reading, no share
 
 
 def test_the_report_line_names_the_steal_share_and_the_commit() -> None:
