@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         "process, set when the engine starts). Unset (None) = on for CPU builds, off "
         "elsewhere; false = vLLM's own path.",
     )
+    lora_kernel: bool = Field(
+        default=True,
+        description="With the grouped path: decode-sized batches' LoRA term in one C call "
+        "per layer (gateway/engine/grouped_lora/kernel.c, built with the host's C compiler "
+        "when the engine starts; without one the torch ops serve). false = torch ops only.",
+    )
 
     # LoRA adapters: the store, the registry state, and what to register at start-up
     adapter_store: Path = Field(

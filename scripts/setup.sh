@@ -13,14 +13,21 @@ STAMP=.venv/.installed-$BUILD
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 
-# tcmalloc for the CPU engine (preloaded by `gateway serve`; `gateway bench runtime`
-# measured 1.5x throughput from it here). Optional: without it the gateway logs a warning.
-if [ "$BUILD" = "cpu" ] && ! ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 >/dev/null 2>&1 \
-  && command -v apt-get >/dev/null; then
-  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
-  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-      --no-install-recommends libtcmalloc-minimal4; } \
-    || echo "setup: warning: could not install libtcmalloc-minimal4; serving without it" >&2
+# For the CPU engine: tcmalloc (preloaded by `gateway serve`; `gateway bench runtime`
+# measured 1.5x throughput from it here) and a C compiler for the LoRA decode kernel
+# (gateway/engine/grouped_lora/kernel.c, built when an engine starts). Both optional:
+# without them the gateway logs a warning and serves slower.
+if [ "$BUILD" = "cpu" ] && command -v apt-get >/dev/null; then
+  cpu_packages=()
+  ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 >/dev/null 2>&1 \
+    || cpu_packages+=(libtcmalloc-minimal4)
+  command -v cc >/dev/null || cpu_packages+=(gcc libc6-dev)
+  if [ ${#cpu_packages[@]} -gt 0 ]; then
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+        --no-install-recommends "${cpu_packages[@]}"; } \
+      || echo "setup: warning: could not install ${cpu_packages[*]}; serving without them" >&2
+  fi
 fi
 
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)

@@ -36,6 +36,7 @@ def engine_options(settings: Settings) -> tuple[EngineOptions, ModelInfo]:
         enforce_eager=settings.enforce_eager,
         seed=settings.seed,
         grouped_lora=is_cpu_build() if settings.grouped_lora is None else settings.grouped_lora,
+        lora_kernel=settings.lora_kernel,
         kv_cache_gib=settings.kv_cache_gib,
     )
     return options, info

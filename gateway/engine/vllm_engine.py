@@ -62,6 +62,7 @@ class EngineOptions:
     seed: int
     grouped_lora: bool  # the grouped CPU LoRA path (``grouped_lora.plugin``)
     kv_cache_gib: float | None = None  # set: a fixed KV cache, whatever the node's memory
+    lora_kernel: bool = True  # with the grouped path: the C kernel for decode batches
 
 
 def engine_args(opts: EngineOptions) -> Any:
@@ -103,7 +104,7 @@ def build_llm(opts: EngineOptions, stat_loggers: list[Any] | None = None) -> Any
     from vllm.v1.engine.async_llm import AsyncLLM
 
     # Before the engine arguments: building them loads vLLM's plugins in this process.
-    grouped_lora.announce(opts.grouped_lora)
+    grouped_lora.announce(opts.grouped_lora, opts.lora_kernel)
     return AsyncLLM.from_engine_args(engine_args(opts), stat_loggers=stat_loggers)
 
 
@@ -166,6 +167,7 @@ class VllmEngine:
         self._ready = False
         self.start_seconds: float | None = None
         self.quantization: dict[str, Any] | None = None
+        self.lora_path: dict[str, bool] | None = None  # what the engine process runs
         self.on_stats: Callable[[EngineStats], None] | None = None
         self._decision_tokens: dict[tuple[str, ...], tuple[DecisionToken, ...]] = {}
 
@@ -184,6 +186,10 @@ class VllmEngine:
         loggers = [_stats_bridge(self)] if self.on_stats is not None else None
         self._llm = await asyncio.to_thread(build_llm, opts, loggers)
         await self._check_quantization()
+        self.lora_path = (await self._llm.collective_rpc("gateway_lora_path"))[0]
+        log.info("LoRA path in the engine process: %s, C decode kernel: %s",
+                 "grouped" if self.lora_path["grouped"] else "vLLM's own",
+                 "built" if self.lora_path["kernel"] else "not used")  # fmt: skip
         probe = GenerationParams(
             request_id=f"ready-probe-{uuid.uuid4().hex}",
             prompt_token_ids=self.encode_chat([{"role": "user", "content": "Hi"}]),

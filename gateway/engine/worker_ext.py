@@ -3,7 +3,8 @@
 vLLM mixes ``GatewayWorkerExtension`` into its worker class (engine argument
 ``worker_extension_cls``), so importing this module happens in the engine process before
 the model loads: the place to apply ``lora_device``'s fix, and the only place that can
-see the loaded model, which is what ``quantization_summary`` reports from. The gateway
+see the loaded model, which is what ``quantization_summary`` reports from (and which
+LoRA path its process runs: ``gateway_lora_path``). The gateway
 asks for it with ``collective_rpc``; the method names carry a ``gateway_`` prefix
 because vLLM refuses an extension whose attribute names clash with the worker's.
 """
@@ -54,3 +55,8 @@ class GatewayWorkerExtension:
 
     def gateway_quantization_summary(self) -> dict[str, Any]:
         return quantization_summary(self.model_runner.get_model())  # type: ignore[attr-defined]
+
+    def gateway_lora_path(self) -> dict[str, bool]:
+        from gateway.engine.grouped_lora import plugin
+
+        return plugin.status()

@@ -10,6 +10,9 @@ with banking77/v2 after 60 to 90 characters and with demo/v1 after ~40, on free 
 these adapters were never trained to write); the probabilities bound that drift (demo/v1's
 confidence moved by 0.028 in one run).
 
+With the path on, decode steps go through the C kernel (``kernel.c``) where the machine
+has a C compiler, as this project's setup installs one.
+
 The unit tests (tests/unit/engine/test_grouped_lora.py) hold the ops to vLLM's within a
 stated tolerance; this one shows that the plugin is installed where vLLM runs and that
 greedy decoding with real adapters does not notice the difference.
@@ -95,10 +98,14 @@ def test_base_and_two_adapters_answer_alike_with_the_grouped_path_on_and_off(
 ) -> None:
     on = answers(store, tmp_path / "on.log", grouped=True)
     off = answers(store, tmp_path / "off.log", grouped=False)
-    assert "grouped CPU LoRA path installed" in (tmp_path / "on.log").read_text()
+    on_log = (tmp_path / "on.log").read_text()
+    assert "grouped CPU LoRA path installed" in on_log
+    kernel = "built" if shutil.which("cc") or shutil.which("gcc") else "not used"
+    assert f"LoRA path in the engine process: grouped, C decode kernel: {kernel}" in on_log
     off_log = (tmp_path / "off.log").read_text()
     assert "grouped CPU LoRA path: off" in off_log
     assert "grouped CPU LoRA path installed" not in off_log
+    assert "LoRA path in the engine process: vLLM's own, C decode kernel: not used" in off_log
     for prompt in PROMPTS:
         assert on[("base", prompt)] == off[("base", prompt)], prompt
         for adapter in ADAPTERS:

@@ -22,12 +22,16 @@ casts and copies than in arithmetic: measured here, the LoRA term of a q/k/v lay
   batch happened to get (the products' summation order can still differ by shape, so
   the tests compare within rounding).
 
+Decode-sized batches (``KERNEL_MAX_TOKENS``) go to the C kernel instead (``kernel.c``),
+where it is built: one call for the layer rather than a dozen ops, whatever the mix.
+
 vLLM rounds the shrink result to the model's dtype before expand too, so the answers
 stay within the rounding of vLLM's own path (tests/unit/engine/test_grouped_lora.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,9 +39,11 @@ from typing import Any
 
 import torch
 
+from gateway.engine.grouped_lora import kernel
 from gateway.engine.grouped_lora.ops import NO_ADAPTER, Rows, token_groups
 
 PRODUCT_DTYPE = torch.float32
+KERNEL_MAX_TOKENS = 64  # decode steps; larger batches amortise dispatch over real products
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,12 @@ class FusedWeights:
     per_slot_a: torch.Tensor  # (slots, in, slices * rank), scaled
     per_slot_b: torch.Tensor  # (slots, slices * rank, width), block-diagonal
     empty: bool = False  # no slot's adapter trains this layer: its term is zero
+    # the C kernel's layout (``kernel.c``): A rows (slots, slices * rank, in) and each
+    # slice's B in its own columns (slots, rank, width), without the zero blocks
+    kernel_a: torch.Tensor | None = None
+    kernel_b: torch.Tensor | None = None
+    rank: int = 0
+    widths: torch.Tensor | None = None  # (slices,) int64
 
 
 _PLANS: dict[tuple[int, int, int, int], tuple[weakref.ref, StepPlan]] = {}
@@ -186,6 +198,17 @@ def fused_weights(
         per_slot_b[:, i * rank : (i + 1) * rank, column : column + used] = block.to(dtype)
         column += width
     fused = FusedWeights(per_slot_a, per_slot_b, empty=not nonzero.numel())
+    if dtype == torch.float32 and kernel.load() is not None:
+        compact = torch.zeros(slots, rank, sum(widths), dtype=dtype)
+        column = 0
+        for i, width in enumerate(widths):
+            rows = slice(i * rank, (i + 1) * rank)
+            compact[:, :, column : column + width] = per_slot_b[:, rows, column : column + width]
+            column += width
+        fused = dataclasses.replace(
+            fused, kernel_a=per_slot_a.transpose(1, 2).contiguous(), kernel_b=compact,
+            rank=rank, widths=torch.tensor(widths, dtype=torch.int64),
+        )  # fmt: skip
     _WEIGHTS[key] = (lora_a, lora_b, versions, fused)
     while len(_WEIGHTS) > MAX_WEIGHTS:
         _WEIGHTS.popitem(last=False)
@@ -221,6 +244,8 @@ def add_lora_linear(
     weights = fused_weights(lora_a_stacked, lora_b_stacked, output_slices, scale, dtype)
     if weights.empty:  # e.g. adapters that train q and v only, in an MLP layer
         return
+    if tokens <= KERNEL_MAX_TOKENS and _by_kernel(weights, inputs, out, indices):
+        return
     xin = inputs.to(dtype)
     padded = plan.padded
     if padded is not None and plan.tokens == tokens:
@@ -253,6 +278,29 @@ def add_lora_linear(
             out[rows, :width].add_(product)  # a view: no gather and scatter
         else:
             out[rows, :width] += product
+
+
+def _by_kernel(
+    weights: FusedWeights, inputs: torch.Tensor, out: torch.Tensor, indices: torch.Tensor
+) -> bool:
+    """The whole term in one C call, where the kernel is built and the layout is its own
+    (bfloat16 rows with unit stride, int64 slots); False leaves the batch to torch."""
+    lib = kernel.load()
+    if (
+        lib is None or weights.kernel_a is None or weights.kernel_b is None
+        or weights.widths is None
+        or inputs.dtype != torch.bfloat16 or out.dtype != torch.bfloat16
+        or inputs.stride(-1) != 1 or out.stride(-1) != 1
+        or indices.dtype != torch.int64 or not indices.is_contiguous()
+    ):  # fmt: skip
+        return False
+    slots, ranks, width_in = weights.kernel_a.shape
+    status = lib.gateway_lora_decode(
+        inputs.shape[0], inputs.data_ptr(), inputs.stride(0), indices.data_ptr(), slots,
+        weights.kernel_a.data_ptr(), weights.kernel_b.data_ptr(), width_in, weights.rank,
+        ranks // weights.rank, weights.widths.data_ptr(), out.data_ptr(), out.stride(0),
+    )  # fmt: skip
+    return status == 0
 
 
 ORIGINAL: Any = None  # vLLM's add_lora_linear, for shapes this path does not handle

@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 import os
 
+from gateway.engine.grouped_lora import kernel
+
 log = logging.getLogger(__name__)
 
 ENV_VAR = "GATEWAY_GROUPED_LORA"  # also the env name of the ``grouped_lora`` setting
+KERNEL_ENV_VAR = kernel.ENV_VAR  # and of ``lora_kernel``
 # The ops ``punica_cpu`` imported by name from vLLM's torch ops: patched where it looks them up.
 PATCHED = (
     "bgmv_shrink", "bgmv_expand", "bgmv_expand_slice",
@@ -21,10 +24,13 @@ PATCHED = (
 )  # fmt: skip
 
 
-def announce(enabled: bool) -> None:
-    """Tell the engine processes started after this call whether to use the grouped ops."""
+def announce(enabled: bool, kernel: bool = True) -> None:
+    """Tell the engine processes started after this call whether to use the grouped ops,
+    and with them the C kernel for decode-sized batches (``kernel.py``)."""
     os.environ[ENV_VAR] = "1" if enabled else "0"
-    log.info("grouped CPU LoRA path: %s (setting grouped_lora)", "on" if enabled else "off")
+    os.environ[KERNEL_ENV_VAR] = "1" if kernel else "0"
+    log.info("grouped CPU LoRA path: %s (setting grouped_lora), C kernel: %s (lora_kernel)",
+             "on" if enabled else "off", "on" if kernel and enabled else "off")  # fmt: skip
 
 
 def register() -> None:
@@ -52,3 +58,18 @@ def register() -> None:
     logits.ORIGINAL = wrapper.add_lora_logits
     wrapper.add_lora_logits = logits.add_lora_logits
     log.info("grouped CPU LoRA path installed in vLLM's punica_cpu (pid %d)", os.getpid())
+
+
+def status() -> dict[str, bool]:
+    """What this process runs, for the gateway to log (asked through the worker extension,
+    since the engine's own process does not show the gateway's log lines): the grouped
+    path, and the C kernel built for it (built here if not yet, so before the first
+    request rather than during it)."""
+    try:
+        from vllm.lora.punica_wrapper import punica_cpu
+
+        from gateway.engine.grouped_lora import fused
+    except ImportError:  # a build without the CPU wrapper
+        return {"grouped": False, "kernel": False}
+    grouped = punica_cpu.PunicaWrapperCPU.add_lora_linear is fused.add_lora_linear
+    return {"grouped": grouped, "kernel": grouped and kernel.load() is not None}

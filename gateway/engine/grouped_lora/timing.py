@@ -15,7 +15,7 @@ from vllm.lora.layers import LoRAMapping
 from vllm.lora.ops import torch_ops
 from vllm.lora.punica_wrapper import punica_cpu
 
-from gateway.engine.grouped_lora import fused, ops, plugin
+from gateway.engine.grouped_lora import fused, kernel, ops, plugin
 
 
 def _time(call: Any, repeats: int) -> float:
@@ -46,8 +46,9 @@ def time_layer(
     rank: int,
     repeats: int,
 ) -> dict[str, Any]:
-    """Microseconds per ``add_lora_linear`` call with vLLM's ops, grouped and fused, and the
-    base product beside them; vLLM's own ops are restored before returning."""
+    """Microseconds per ``add_lora_linear`` call with vLLM's ops, grouped, fused (with the C
+    kernel where the batch is decode-sized and the kernel built) and fused with torch
+    alone, and the base product beside them; vLLM's own ops are restored before returning."""
     vllm_linear = fused.ORIGINAL or punica_cpu.PunicaWrapperCPU.add_lora_linear
     fused.ORIGINAL = vllm_linear
     ids = list(range(1, slots + 1))
@@ -69,6 +70,7 @@ def time_layer(
     y = torch.zeros(tokens, sum(slices), dtype=torch.bfloat16)
     weight = torch.randn(sum(slices), width, generator=gen).bfloat16()
     row: dict[str, Any] = {"shape": shape, "tokens": tokens, "adapters": adapters}
+    kernel_max = fused.KERNEL_MAX_TOKENS
     try:
         _use_ops(torch_ops)
         row["vllm_us"] = _time(
@@ -79,7 +81,13 @@ def time_layer(
         row["fused_us"] = _time(
             lambda: fused.add_lora_linear(wrapper, y, x, a, b, 2.0, slices), repeats
         )
+        row["kernel"] = tokens <= fused.KERNEL_MAX_TOKENS and kernel.load() is not None
+        fused.KERNEL_MAX_TOKENS = 0  # the fused torch path alone, for the comparison
+        row["fused_torch_us"] = _time(
+            lambda: fused.add_lora_linear(wrapper, y, x, a, b, 2.0, slices), repeats
+        )
     finally:
+        fused.KERNEL_MAX_TOKENS = kernel_max
         _use_ops(torch_ops)
     row["base_linear_us"] = _time(lambda: torch.nn.functional.linear(x, weight), repeats)
     row["fused_over_base"] = round(row["fused_us"] / row["base_linear_us"], 3)

@@ -10,6 +10,7 @@ slot -1 for a base-model token (see ``test_a_base_model_token_gets_no_lora_term`
 from __future__ import annotations
 
 import logging
+import shutil
 from importlib.metadata import entry_points
 
 import pytest
@@ -21,7 +22,7 @@ from vllm.lora.punica_wrapper.utils import compute_meta
 from vllm.platforms import current_platform
 
 from gateway.config import Settings
-from gateway.engine.grouped_lora import fused, logits, ops, plugin
+from gateway.engine.grouped_lora import fused, kernel, logits, ops, plugin
 
 # vLLM's own add_lora_linear, even if a plugin test of this process patched it already
 VLLM_ADD_LORA_LINEAR = fused.ORIGINAL or punica_cpu.PunicaWrapperCPU.add_lora_linear
@@ -284,8 +285,9 @@ def test_vllm_finds_the_plugin_and_the_setting_shares_its_variable(
     found = {e.name: e.value for e in entry_points(group="vllm.general_plugins")}
     assert found.get("gateway_grouped_lora") == "gateway.engine.grouped_lora.plugin:register"
     monkeypatch.setenv(plugin.ENV_VAR, "1")  # restored afterwards
-    plugin.announce(False)
-    assert Settings().grouped_lora is False
+    monkeypatch.setenv(plugin.KERNEL_ENV_VAR, "1")
+    plugin.announce(False, kernel=False)
+    assert Settings().grouped_lora is False and Settings().lora_kernel is False
 
 
 # The fused linear path (``fused.add_lora_linear``) against vLLM's own add_lora_linear with
@@ -312,10 +314,39 @@ def _wrapper(token_ids: list[int], is_prefill: bool) -> punica_cpu.PunicaWrapper
     return wrapper
 
 
+def _kernel_built() -> bool:
+    """The C kernel, where this machine has a compiler: a build failure there fails."""
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip(
+            "no C compiler on PATH: the kernel is not built (scripts/setup.sh installs gcc)"
+        )
+    assert kernel.load() is not None, "the LoRA decode kernel did not build: see the log"
+    return True
+
+
+@pytest.fixture(params=["kernel", "torch"])
+def lora_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Decode-sized batches through the C kernel, or through the fused torch ops alone;
+    returns what each ``_by_kernel`` call answered, so a test can see which one ran."""
+    if request.param == "kernel":
+        _kernel_built()
+    else:
+        monkeypatch.setattr(fused, "KERNEL_MAX_TOKENS", 0)
+    answers: list[bool] = []
+    by_kernel = fused._by_kernel
+
+    def recorded(*args: object) -> bool:
+        answers.append(by_kernel(*args))  # type: ignore[arg-type]
+        return answers[-1]
+
+    monkeypatch.setattr(fused, "_by_kernel", recorded)
+    return answers
+
+
 @pytest.mark.parametrize("case", FUSED_CASES)
 @pytest.mark.parametrize("slices", [(16, 8, 8), (24,)], ids=["qkv", "one-slice"])
 def test_the_fused_linear_path_gives_vllms_lora_output(
-    case: str, slices: tuple[int, ...], vllm_ops: dict[str, object]
+    case: str, slices: tuple[int, ...], vllm_ops: dict[str, object], lora_path: list[bool]
 ) -> None:
     token_ids, is_prefill = FUSED_CASES[case]
     wrapper = _wrapper(token_ids, is_prefill)
@@ -333,10 +364,78 @@ def test_the_fused_linear_path_gives_vllms_lora_output(
     base = torch.tensor(token_ids) == 0
     assert torch.equal(added[base], start[base])  # base-model tokens: untouched
     torch.testing.assert_close(added[~base], start[~base] + got[~base], rtol=2**-7, atol=2**-7)
+    by_kernel = len(token_ids) <= fused.KERNEL_MAX_TOKENS and case != "base-only"
+    assert lora_path == [True, True] * by_kernel  # the kernel ran where it should, only there
+
+
+def test_the_kernel_reads_strided_rows_and_writes_only_its_columns(
+    vllm_ops: dict[str, object], lora_path: list[bool]
+) -> None:
+    """vLLM hands views: inputs that are column slices of a wider tensor, outputs whose
+    rows are wider than the LoRA term's columns; the columns past it stay as they were."""
+    token_ids, slices = [11, 13, 0, 12, 11, 12], (16, 8, 8)
+    wrapper = _wrapper(token_ids, False)
+    a = tuple(weights(RANK, HIDDEN, torch.bfloat16, 90 + i) for i in range(3))
+    b = tuple(weights(size, RANK, torch.bfloat16, 95 + i) for i, size in enumerate(slices))
+    wide_x = randn(len(token_ids), HIDDEN + 7, dtype=torch.bfloat16, seed=23)
+    x = wide_x[:, 3 : 3 + HIDDEN]
+    start = randn(len(token_ids), sum(slices) + 5, dtype=torch.bfloat16, seed=24)
+    want, got = start.clone(), start.clone()
+    VLLM_ADD_LORA_LINEAR(wrapper, want, x.contiguous(), a, b, 0.5, slices)
+    fused.add_lora_linear(wrapper, got, x, a, b, 0.5, slices)
+    assert_same(got, want)
+    assert torch.equal(got[:, sum(slices) :], start[:, sum(slices) :])
+    assert lora_path == [True] * bool(fused.KERNEL_MAX_TOKENS)
+
+
+def test_a_float32_model_is_left_to_the_torch_ops(vllm_ops: dict[str, object]) -> None:
+    """The kernel reads and writes bfloat16 (the engine's dtype here); other dtypes go to
+    the fused torch ops and get vLLM's answer all the same."""
+    _kernel_built()
+    token_ids = [11, 12, 0, 13]
+    wrapper = _wrapper(token_ids, False)
+    a = (weights(RANK, HIDDEN, torch.float32, 31),)
+    b = (weights(24, RANK, torch.float32, 32),)
+    x = randn(len(token_ids), HIDDEN, seed=33)
+    want = torch.zeros(len(token_ids), 24)
+    got = want.clone()
+    VLLM_ADD_LORA_LINEAR(wrapper, want, x, a, b, 0.5, (24,))
+    layout = fused.fused_weights(a, b, (24,), 0.5, torch.float32)
+    assert not fused._by_kernel(layout, x, got, wrapper.token_lora_indices)
+    fused.add_lora_linear(wrapper, got, x, a, b, 0.5, (24,))
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize(("variable", "value"), [("CC", "false"), (kernel.ENV_VAR, "0")])
+def test_without_a_kernel_the_torch_ops_serve(
+    variable: str, value: str, vllm_ops: dict[str, object], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A compiler that fails (here ``false``) or the setting off: no kernel, a log line
+    saying so, and the same answers from the torch ops; nothing is left in the temp dir."""
+    monkeypatch.setenv(variable, value)
+    kernel.load.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger=kernel.__name__):
+            assert kernel.load() is None
+        assert "kernel" in caplog.text and ("did not build" in caplog.text or "off" in caplog.text)
+        token_ids = [11, 13, 0, 12]
+        wrapper = _wrapper(token_ids, False)
+        a, b = (weights(RANK, HIDDEN, torch.bfloat16, 41),), (weights(8, RANK, torch.bfloat16, 42),)
+        x = randn(len(token_ids), HIDDEN, dtype=torch.bfloat16, seed=43)
+        want = torch.zeros(len(token_ids), 8, dtype=torch.bfloat16)
+        got = want.clone()
+        VLLM_ADD_LORA_LINEAR(wrapper, want, x, a, b, 0.5, (8,))
+        fused._WEIGHTS.clear()  # layouts built while the kernel was there carry its copy
+        fused.add_lora_linear(wrapper, got, x, a, b, 0.5, (8,))
+        assert_same(got, want)
+    finally:
+        kernel.load.cache_clear()
+        fused._WEIGHTS.clear()
 
 
 def test_the_fused_plan_and_weights_follow_vllms_in_place_writes(
-    vllm_ops: dict[str, object],
+    vllm_ops: dict[str, object], lora_path: list[bool]
 ) -> None:
     """One plan per forward step and one weight layout per slot contents: a new batch
     (vLLM rewrites its index buffer) or a new adapter in a slot is never read stale."""
@@ -366,7 +465,7 @@ def test_the_fused_plan_and_weights_follow_vllms_in_place_writes(
 
 @pytest.mark.parametrize("case", ["decode-mixed", "prefill-long"])
 def test_the_fused_path_skips_the_zero_padding_of_smaller_ranks(
-    case: str, vllm_ops: dict[str, object]
+    case: str, vllm_ops: dict[str, object], lora_path: list[bool]
 ) -> None:
     """vLLM sizes slots for ``max_lora_rank`` and pads smaller adapters with zeros; the
     fused products leave those columns out, and the answer does not change."""
