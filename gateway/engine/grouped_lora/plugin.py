@@ -24,13 +24,13 @@ PATCHED = (
 )  # fmt: skip
 
 
-def announce(enabled: bool, kernel: bool = True) -> None:
+def announce(enabled: bool, with_kernel: bool = True) -> None:
     """Tell the engine processes started after this call whether to use the grouped ops,
     and with them the C kernel for decode-sized batches (``kernel.py``)."""
     os.environ[ENV_VAR] = "1" if enabled else "0"
-    os.environ[KERNEL_ENV_VAR] = "1" if kernel else "0"
+    os.environ[KERNEL_ENV_VAR] = "1" if with_kernel else "0"
     log.info("grouped CPU LoRA path: %s (setting grouped_lora), C kernel: %s (lora_kernel)",
-             "on" if enabled else "off", "on" if kernel and enabled else "off")  # fmt: skip
+             "on" if enabled else "off", "on" if with_kernel and enabled else "off")  # fmt: skip
 
 
 def register() -> None:

@@ -286,7 +286,7 @@ def test_vllm_finds_the_plugin_and_the_setting_shares_its_variable(
     assert found.get("gateway_grouped_lora") == "gateway.engine.grouped_lora.plugin:register"
     monkeypatch.setenv(plugin.ENV_VAR, "1")  # restored afterwards
     monkeypatch.setenv(plugin.KERNEL_ENV_VAR, "1")
-    plugin.announce(False, kernel=False)
+    plugin.announce(False, with_kernel=False)
     assert Settings().grouped_lora is False and Settings().lora_kernel is False
 
 
