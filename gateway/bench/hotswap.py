@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from gateway.bench.launch import launch
 from gateway.bench.stats import ms, percentile
 from gateway.config import REPO_ROOT
+from gateway_tools.launch import launch
 
 SOURCE = REPO_ROOT / "adapters" / "demo" / "v1"
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"

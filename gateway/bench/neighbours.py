@@ -26,12 +26,12 @@ import httpx
 import yaml
 
 from gateway.bench.data import banking77_texts
-from gateway.bench.launch import launch
 from gateway.bench.perf.loadgen import Record, closed_loop, send_chat
 from gateway.bench.stats import DEFINITION, ms, percentile, rounded
 from gateway.bench.tables import cell
 from gateway.config import REPO_ROOT
 from gateway.tenancy import hash_key
+from gateway_tools.launch import launch
 
 GOAL_P95_RATIO = 1.5
 FLOOD_PROMPT = "Fill in this record with a long, detailed, realistic example."

@@ -29,8 +29,8 @@ import jsonschema
 from tqdm import tqdm
 
 from gateway.bench.data import JSONSCHEMABENCH, shown
-from gateway.bench.launch import launch
 from gateway.config import REPO_ROOT
+from gateway_tools.launch import launch
 
 SUBSETS = ("Github_trivial", "Github_easy", "Glaiveai2K")
 # Schemas per subset whose files the repository ships: the integration test's sample and

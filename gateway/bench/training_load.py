@@ -30,13 +30,13 @@ import httpx
 import yaml
 
 from gateway.bench.data import BANKING77, banking77_texts
-from gateway.bench.launch import launch
 from gateway.bench.neighbours import send_classify, summarise
 from gateway.bench.perf.loadgen import Record, closed_loop
 from gateway.bench.stats import DEFINITION, rounded
 from gateway.bench.tables import cell
 from gateway.config import REPO_ROOT
 from gateway.tenancy import hash_key
+from gateway_tools.launch import launch
 
 LABELS = ("card_arrival", "exchange_rate", "lost_or_stolen_card", "top_up_failed")
 PHASES = ("alone", "training", "alone_after")

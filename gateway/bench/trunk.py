@@ -22,8 +22,8 @@ import httpx
 from tqdm import tqdm
 
 from gateway.bench.data import banking77_texts
-from gateway.bench.launch import launch
 from gateway.bench.stats import ms, percentile
+from gateway_tools.launch import launch
 
 
 async def classify_latency(url: str, texts: list[str], adapter: str | None) -> dict[str, Any]:

@@ -153,7 +153,7 @@ def cmd_keys_hash(args: argparse.Namespace) -> int:
 
 def cmd_bench_consistency(args: argparse.Namespace) -> int:
     from gateway.bench.consistency.main import run
-    from gateway.bench.launch import require_ready
+    from gateway_tools.launch import require_ready
 
     if args.rescore:
         require_file(Path(args.rescore), "--rescore")

@@ -66,9 +66,9 @@ class DemoGateway:
 
 @contextmanager
 def demo_gateway(work: Path) -> Iterator[DemoGateway]:
-    from gateway.bench.launch import launch
     from gateway.config import REPO_ROOT
     from gateway.tenancy import generate_key, hash_key
+    from gateway_tools.launch import launch
 
     store = work / "store"
     for name, version in (("demo", "v1"), ("banking77", "v2"), ("banking77", "v3")):

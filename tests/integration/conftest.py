@@ -16,10 +16,10 @@ import httpx
 import pytest
 import yaml
 
-from gateway.bench.launch import LaunchError, launch
 from gateway.config import REPO_ROOT, Settings
 from gateway.models import resolve_model
 from gateway.tenancy import hash_key
+from gateway_tools.launch import LaunchError, launch
 from tests.adapter_factory import make_random_adapter
 
 DEMO_ADAPTER = REPO_ROOT / "adapters" / "demo" / "v1"

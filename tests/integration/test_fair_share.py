@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from gateway.bench.launch import LaunchError, RunningGateway, launch
 from gateway.tenancy import hash_key
+from gateway_tools.launch import LaunchError, RunningGateway, launch
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from gateway.bench.launch import LaunchError, launch
 from gateway.config import REPO_ROOT
 from gateway.tenancy import hash_key
+from gateway_tools.launch import LaunchError, launch
 
 pytestmark = pytest.mark.integration
 

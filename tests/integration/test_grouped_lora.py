@@ -27,8 +27,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.bench.launch import launch
 from gateway.config import REPO_ROOT
+from gateway_tools.launch import launch
 
 pytestmark = pytest.mark.integration
 

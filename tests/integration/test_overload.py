@@ -23,8 +23,8 @@ import jsonschema
 import psutil
 import pytest
 
-from gateway.bench.launch import launch
 from gateway.bench.stats import percentile
+from gateway_tools.launch import launch
 from tests.integration.conftest import DEMO_ADAPTER
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]

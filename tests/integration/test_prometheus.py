@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from gateway.bench.launch import free_port
 from gateway.config import REPO_ROOT
+from gateway_tools.launch import free_port
 from tests.integration.conftest import ADMIN_KEY, METRICS_KEY, TENANT_KEYS, Gateway
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ import httpx
 import jsonschema
 import pytest
 
-from gateway.bench.launch import LaunchError, RunningGateway, launch
 from gateway.common.prompts import classify_messages
 from gateway.config import REPO_ROOT, Settings
 from gateway.models import ModelInfo, resolve_model
+from gateway_tools.launch import LaunchError, RunningGateway, launch
 from schemas import intent_model
 from tests.adapter_factory import make_random_adapter
 from tests.tiny_model import make_tiny_llama

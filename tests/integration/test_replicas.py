@@ -30,12 +30,12 @@ import httpx
 import psutil
 import pytest
 
-from gateway.bench.launch import LaunchError, RunningGateway, launch
 from gateway.cluster import db
 from gateway.cluster.pg_state import read_all
 from gateway.cluster.pg_tenants import PgTenantDirectory
 from gateway.config import REPO_ROOT
 from gateway.tenancy import Tenant, hash_key
+from gateway_tools.launch import LaunchError, RunningGateway, launch
 from tests.servers.postgres_server import PostgresServer, postgres_server
 from tests.servers.redis_server import RedisServer, redis_server
 from tests.servers.s3_server import S3Server, s3_server

@@ -21,7 +21,7 @@ import jsonschema
 import psutil
 import pytest
 
-from gateway.bench.launch import RunningGateway, launch
+from gateway_tools.launch import RunningGateway, launch
 from tests.integration.conftest import DEMO_ADAPTER, METRICS_KEY, Gateway
 
 pytestmark = pytest.mark.integration

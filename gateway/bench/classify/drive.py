@@ -22,12 +22,12 @@ from tqdm import tqdm
 from gateway.bench.classify.plan import Block
 from gateway.bench.consistency.run import Item, answer_text, classify_fields
 from gateway.bench.consistency.score import parse_answer
-from gateway.bench.launch import LaunchError
 from gateway.bench.perf.loadgen import Record, closed_loop
 from gateway.bench.perf.stats import summarise
 from gateway.common.names import is_valid_name
 from gateway.common.usage import UsageError
 from gateway.registry.store import REQUIRED_FILES
+from gateway_tools.launch import LaunchError
 from schemas import intent_model
 
 DECISION_TOKENS, JSON_ANSWER = "decision tokens", "JSON under the grammar"

@@ -28,11 +28,11 @@ from gateway.bench.classify.plan import Plan, schedule
 from gateway.bench.classify.summary import summarise_run
 from gateway.bench.consistency.run import load_rows
 from gateway.bench.data import shown
-from gateway.bench.launch import LaunchError, launch
 from gateway.bench.saved import rewrite_report, write_report
 from gateway.common.usage import UsageError
 from gateway.config import REPO_ROOT
 from gateway.fileio import write_json_atomic
+from gateway_tools.launch import LaunchError, launch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

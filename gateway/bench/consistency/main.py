@@ -79,7 +79,7 @@ def rescore(path: Path) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from gateway.bench.launch import launch
+    from gateway_tools.launch import launch
 
     if args.rescore:
         results = rescore(Path(args.rescore))

@@ -20,7 +20,6 @@ from typing import Any
 from tqdm import tqdm
 
 from gateway.bench import provenance
-from gateway.bench.launch import LaunchError
 from gateway.bench.perf import paired, profile, report, sections
 from gateway.bench.perf.sides import (
     ARMS,
@@ -39,6 +38,7 @@ from gateway.bench.perf.stats import merge
 from gateway.bench.perf.vllm_side import vllm_serve
 from gateway.bench.perf.workload import Cell, build_workload, cell_matrix
 from gateway.config import REPO_ROOT, Settings
+from gateway_tools.launch import LaunchError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,12 +25,12 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from gateway.bench.launch import LaunchError, stop
 from gateway.bench.perf.loadgen import Record, send_chat
 from gateway.bench.perf.sides import TENANT_KEY, Bench, gateway_serve, start_bare, warm_up
 from gateway.bench.perf.workload import Cell, Workload
 from gateway.bench.provenance import CpuTimes, share_from
 from gateway.bench.stats import bootstrap_median, decide_at_most, ms, percentile
+from gateway_tools.launch import LaunchError, stop
 
 LIMIT_MS = 5.0
 PAIRS = 600  # about 4 minutes here; the verdict says when more are needed

@@ -26,7 +26,6 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.bench.launch import LaunchError, launch
 from gateway.bench.perf.loadgen import Record, send_chat
 from gateway.bench.perf.runner import run_cell
 from gateway.bench.perf.workload import BASE_MODEL, SOURCE_ADAPTER, Cell, Workload
@@ -34,6 +33,7 @@ from gateway.common.usage import UsageError
 from gateway.engine.grouped_lora.plugin import ENV_VAR as GROUPED_LORA_ENV
 from gateway.engine.vllm_engine import EngineOptions
 from gateway.tenancy.keys import hash_key
+from gateway_tools.launch import LaunchError, launch
 
 TENANT_KEY = "perf-bench-tenant-key-0123456789"
 ADMIN_KEY = "perf-bench-admin-key-0123456789ab"

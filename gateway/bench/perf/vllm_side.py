@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 
-from gateway.bench.launch import LaunchError, free_port, stop
 from gateway.bench.perf.sides import Bench, grouped_env
 from gateway.bench.perf.workload import BASE_MODEL
 from gateway.engine.vllm_engine import (
@@ -25,6 +24,7 @@ from gateway.engine.vllm_engine import (
     EngineOptions,
     kv_cache_bytes,
 )
+from gateway_tools.launch import LaunchError, free_port, stop
 
 
 def vllm_serve_argv(options: EngineOptions, loras: dict[str, str], port: int) -> list[str]:

@@ -17,11 +17,11 @@ from gateway.bench.bases import report
 from gateway.bench.bases import run as bases_run
 from gateway.bench.bases.main import run
 from gateway.bench.bases.run import accuracy_sample, checkpoint_bytes
-from gateway.bench.launch import LaunchError, RunningGateway
 from gateway.cli import build_parser, main
 from gateway.common.usage import UsageError
 from gateway.config import REPO_ROOT, Settings
 from gateway.models import ModelError, ModelInfo
+from gateway_tools.launch import LaunchError, RunningGateway
 
 
 def _cell(rps: float, tps: float, p50: float, p95: float, rss: float) -> dict[str, Any]:

@@ -19,10 +19,10 @@ from gateway.bench.bases.run import accuracy_sample
 from gateway.bench.classify.main import check, run
 from gateway.bench.classify.plan import Block, Plan, schedule, split
 from gateway.bench.classify.summary import answer_figures, summarise_run
-from gateway.bench.launch import LaunchError, RunningGateway
 from gateway.bench.perf.loadgen import Record
 from gateway.bench.perf.stats import summarise
 from gateway.cli import build_parser, main
+from gateway_tools.launch import LaunchError, RunningGateway
 
 SAMPLE = accuracy_sample(6, 0)  # what a run with 6 texts sends
 GOLD = {item.texts["original"]: item.gold for item in SAMPLE}
