@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from gateway import errors
 from gateway.common.names import NAME_PATTERN, excerpt
@@ -23,14 +30,34 @@ Label = Annotated[str, Field(min_length=1, max_length=200)]
 MAX_SEED = 2**31 - 1
 
 
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+MIN_LR_MULTIPLIER = 0.001  # below it nothing trains; 1e-320 (a denormal) once made a job
+RANGES = {"n_epochs": (1, 50), "batch_size": (1, 256),
+          "learning_rate_multiplier": (MIN_LR_MULTIPLIER, 10)}  # fmt: skip
 
-    n_epochs: Annotated[int, Field(ge=1, le=50)] | Literal["auto"] = "auto"
-    batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
-    learning_rate_multiplier: (
-        Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] | Literal["auto"]
-    ) = "auto"
+
+class Hyperparameters(BaseModel):
+    """Numbers as JSON numbers, in range, or ``"auto"``: ``"3"`` is refused, not read as 3
+    (OpenAI's SDK sends numbers; a string is a client's mistake worth naming)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    n_epochs: int | Literal["auto"] = "auto"
+    batch_size: int | Literal["auto"] = "auto"
+    learning_rate_multiplier: float | Literal["auto"] = "auto"
+
+    @field_validator("n_epochs", "batch_size", "learning_rate_multiplier", mode="before")
+    @classmethod
+    def _number_or_auto(cls, value: Any, info: ValidationInfo) -> Any:
+        """One check per field, so the refusal names the field (not a union branch)."""
+        if value == "auto" and isinstance(value, str):
+            return value
+        whole = info.field_name != "learning_rate_multiplier"
+        kinds = (int,) if whole else (int, float)
+        low, high = RANGES[info.field_name]
+        if type(value) not in kinds or not low <= value <= high:  # bools, strings, nan, inf
+            kind = "an integer" if whole else "a number"
+            raise ValueError(f"must be {kind} from {low} to {high}, or 'auto'")
+        return value
 
 
 class Supervised(BaseModel):
@@ -47,7 +74,7 @@ class Method(BaseModel):
 
 
 class PromoteIf(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     min_accuracy: float = Field(ge=0, le=1, allow_inf_nan=False)
 
@@ -65,9 +92,10 @@ class GatewayOptions(BaseModel):
 
 
 class JobRequest(BaseModel):
-    """``POST /v1/fine_tuning/jobs``; unknown fields are refused, as on every route."""
+    """``POST /v1/fine_tuning/jobs``; unknown fields are refused, as on every route, and
+    values are taken only in their JSON type (``strict``: no ``"7"`` for a seed)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(min_length=1, max_length=200)
     training_file: str = Field(min_length=1, max_length=64)

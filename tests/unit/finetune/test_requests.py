@@ -78,3 +78,44 @@ def test_an_unknown_schema_is_refused_with_the_training_options(tmp_path: Path) 
 def test_version_names_carry_the_suffix_and_the_job() -> None:
     assert version_name("ftjob-0123456789abcdef01234567", None) == "ft-0123456789ab"
     assert version_name("ftjob-0123456789abcdef01234567", "shop") == "ft-shop-0123456789ab"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("n_epochs", "3"),  # a string number (issue 33: it made a real job)
+        ("n_epochs", 2.0),
+        ("batch_size", True),
+        ("batch_size", 257),
+        ("learning_rate_multiplier", 1e-320),  # a denormal (issue 33: it made a real job)
+        ("learning_rate_multiplier", "0.5"),
+        ("learning_rate_multiplier", 0),
+        ("learning_rate_multiplier", float("nan")),
+        ("learning_rate_multiplier", 10.5),
+    ],
+)
+def test_hyperparameters_are_json_numbers_in_range(field: str, value: Any) -> None:
+    for where in ({"hyperparameters": {field: value}}, {"method": {"type": "supervised",
+                  "supervised": {"hyperparameters": {field: value}}}}):  # fmt: skip
+        with pytest.raises(ValidationError) as refused:
+            request(**where)
+        first = refused.value.errors()[0]
+        assert first["loc"][-1] == field and len(refused.value.errors()) == 1, first
+
+
+def test_numbers_in_range_and_auto_are_taken() -> None:
+    chosen = {"n_epochs": 50, "batch_size": 1, "learning_rate_multiplier": 2}
+    hp = request(hyperparameters=chosen).chosen_hyperparameters()
+    assert (hp.n_epochs, hp.batch_size, hp.learning_rate_multiplier) == (50, 1, 2)
+    assert request(hyperparameters={"learning_rate_multiplier": 0.001}).hyperparameters
+    assert request(hyperparameters={"n_epochs": "auto"}).chosen_hyperparameters().n_epochs == "auto"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"seed": "7"}, {"seed": 1.0}, {"gateway": {"promote_if": {"min_accuracy": "0.5"}}},
+     {"training_file": 7}, {"metadata": {"a": 1}}],
+)  # fmt: skip
+def test_other_fields_are_taken_only_in_their_json_type(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        request(**fields)
