@@ -54,6 +54,58 @@ class Settings(BaseSettings):
         "handler runs (a head that arrives whole in one network read, at most 256 KiB, is "
         "parsed whole).",
     )
+    # Slow and greedy clients (docs/robustness.md#slow-clients-and-connection-caps)
+    max_connections: int = Field(
+        default=2048,
+        ge=1,
+        description="Client connections the public listener holds open at once, idle and "
+        "slow ones included; past it a new connection gets 503 and is closed at once. "
+        "Lowered at start to what the open-file limit (RLIMIT_NOFILE) leaves.",
+    )
+    max_connections_per_client: int = Field(
+        default=64,
+        ge=0,
+        description="Connections one client address may hold open on the public listener; "
+        "past it 503 and closed. 0 = no per-address cap: behind a reverse proxy every "
+        "client has the proxy's address, so cap there (deploy/proxy).",
+    )
+    head_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds a client has to send a whole request head, counted from the "
+        "connection's opening (or from the first byte of a later request on a kept-alive "
+        "connection); then 408 and the connection closes.",
+    )
+    body_timeout_s: float = Field(
+        default=300,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="Seconds a client has to send a whole request body once its head has "
+        "arrived (uploads included); then the connection closes and the request ends as a "
+        "disconnect.",
+    )
+    keep_alive_timeout_s: float = Field(
+        default=5,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds an idle kept-alive connection stays open between requests.",
+    )
+    operator_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of a second listener that serves only /health, /ready and "
+        "/metrics, with 64 connection slots of its own: probes and the scrape still answer "
+        "while the public listener is at max_connections. Unset: those routes are served "
+        "on port only.",
+    )
+    operator_host: str | None = Field(
+        default=None, description="Address the operator listener binds; unset = host."
+    )
 
     # Base model
     model_dir: Path | None = Field(
@@ -496,6 +548,8 @@ class Settings(BaseSettings):
             raise ValueError(f"{self.served_model_name!r} names the base model, not an adapter")
         if self.max_cpu_loras < self.max_loras:
             raise ValueError("max_cpu_loras must be >= max_loras")
+        if self.operator_port is not None and self.operator_port == self.port:
+            raise ValueError("operator_port must differ from port")
         if self.auth_mode == "none" and not _is_loopback(self.host) and not self.allow_open_auth:
             raise ValueError(
                 f"auth_mode=none serves anyone who can reach {self.host}; use auth_mode=tenants, "

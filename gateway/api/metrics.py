@@ -58,7 +58,11 @@ def _scraper(request: Request) -> None:
 )
 async def metrics(request: Request, _: Annotated[None, Depends(_scraper)]) -> Response:
     services = getattr(request.app.state, "services", None)
+    # the listeners' own series (open and dropped connections), from `gateway serve`
+    listeners = getattr(request.app.state, "connection_metrics", None)
+    extra = generate_latest(listeners) if listeners is not None else b""
     if services is None:  # still starting (or failed): say so, so alerts can fire
-        return Response(NOT_READY, media_type=CONTENT_TYPE_LATEST)
+        return Response(NOT_READY + extra, media_type=CONTENT_TYPE_LATEST)
     services.refresh_gauges()
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    page = generate_latest(services.metrics.registry) + extra
+    return Response(page, media_type=CONTENT_TYPE_LATEST)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from gateway.cli.inputs import (
     base_model,
@@ -24,24 +23,8 @@ from gateway.common.usage import UsageError
 from gateway.config import Settings
 
 
-def serve_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's arguments. h11, not httptools: only h11 caps the request head (httptools
-    reads a header of any size), and a client must not be able to make us buffer one."""
-    return {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": "info",
-        "access_log": False,
-        "http": "h11",
-        "h11_max_incomplete_event_size": settings.max_header_bytes,
-        # SIGTERM: stop accepting, let in-flight requests finish up to the grace period.
-        "timeout_graceful_shutdown": int(settings.shutdown_grace_s) or None,
-    }
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from gateway.cli.listeners import run
     from gateway.logs import setup_logging
     from gateway.server import create_app
 
@@ -50,7 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging()
     _apply_cpu_runtime(settings)
     app = create_app(settings)
-    uvicorn.run(app, **serve_options(settings))
+    run(app, settings)  # uvicorn's h11, with deadlines and connection caps
     # Non-zero after a failed start or a dead engine, so an orchestrator restarts us.
     return 1 if app.state.startup_error else 0
 

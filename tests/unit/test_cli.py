@@ -42,7 +42,7 @@ def test_serve_refuses_a_request_head_over_max_header_bytes() -> None:
 
     import uvicorn
 
-    from gateway.cli.commands import serve_options
+    from gateway.cli.listeners import serve_options
     from gateway.config import Settings
 
     seen: list[str] = []
