@@ -1,5 +1,8 @@
-"""``gateway serve | train | eval | bench | model | adapters | console | state | keys | schemas
-| config``.
+"""``gateway serve | train | eval | model | adapters | state | keys | schemas | config``.
+
+Benchmarks, evaluation charts and console screenshots are ``gateway-tools`` verbs (the
+tools package in ``tools/``, not part of the server's install); ``gateway bench`` and
+``gateway console`` say so in one line.
 
 A mistake of the user (a missing file, a bad row or value, an occupied port, a server
 that does not answer) raises ``UsageError`` where it is found, before any model loads;
@@ -9,46 +12,22 @@ that does not answer) raises ``UsageError`` where it is found, before any model 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from gateway.cli.adapters import add_adapters_commands
 from gateway.cli.commands import (
-    bench_main,
-    cmd_bench_consistency,
     cmd_config_docs,
     cmd_eval,
     cmd_keys_hash,
     cmd_keys_new,
+    cmd_moved_to_tools,
     cmd_schemas_export,
     cmd_serve,
     cmd_train,
 )
-from gateway.cli.console import add_console_commands
 from gateway.cli.model import add_model_commands
 from gateway.cli.state import add_state_commands
 from gateway.common.usage import UsageError
-
-BENCHES = (
-    ("bases", "base variants (bf16, W4A16, W8A8): size, memory, speed, accuracy, ratios",
-     "gateway.bench.bases.main", bench_main("gateway.bench.bases.main")),
-    ("classify", "/v1/classify with an adapter's versions side by side, rounds, ratios",
-     "gateway.bench.classify.main", bench_main("gateway.bench.classify.main")),
-    ("consistency", "fine-tuned + constrained against prompt-only baselines",
-     "gateway.bench.consistency.main", cmd_bench_consistency),
-    ("neighbours", "a flooding tenant next to a light one, fair share off and on",
-     "gateway.bench.neighbours", bench_main("gateway.bench.neighbours")),
-    ("perf", "gateway vs bare AsyncLLM vs vllm serve, alternating rounds, ratios",
-     "gateway.bench.perf.main", bench_main("gateway.bench.perf.main")),
-    ("lora-ops", "one linear layer's LoRA term: vLLM's ops, grouped, fused, and the base",
-     "gateway.bench.lora_ops", bench_main("gateway.bench.lora_ops")),
-    ("training", "/v1/classify latency with and without a fine-tuning job training",
-     "gateway.bench.training_load", bench_main("gateway.bench.training_load")),
-    ("runtime", "CPU runtime settings (LD_PRELOAD, thread binding) against each other",
-     "gateway.bench.perf.runtime", bench_main("gateway.bench.perf.runtime")),
-    ("schemas", "JSONSchemaBench schemas through the gateway, per backend",
-     "gateway.bench.schemabench", bench_main("gateway.bench.schemabench")),
-)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,18 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config keys")
         cmd.set_defaults(func=func)
 
-    bench = sub.add_parser("bench", help="benchmarks that write JSON, Markdown and charts")
-    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
-    for name, text, module, func in BENCHES:
-        cmd = bench_sub.add_parser(name, help=text)
-        importlib.import_module(module).add_arguments(cmd)
-        cmd.set_defaults(func=func)
+    for name in ("bench", "console"):  # verbs of the tools package now; say where they went
+        moved = sub.add_parser(name, help=f"moved: `gateway-tools {name} ...` (tools/)")
+        moved.add_argument("rest", nargs=argparse.REMAINDER)
+        moved.set_defaults(func=cmd_moved_to_tools)
 
     add_model_commands(sub)
 
     add_adapters_commands(sub)
-
-    add_console_commands(sub)
     add_state_commands(sub)
 
     keys = sub.add_parser("keys", help="API keys for tenants.yaml (only hashes are stored)")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from gateway.cli.inputs import (
@@ -134,23 +132,11 @@ def cmd_keys_hash(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_consistency(args: argparse.Namespace) -> int:
-    from gateway.bench.consistency.main import run
-    from gateway_tools.launch import require_ready
-
-    if args.rescore:
-        require_file(Path(args.rescore), "--rescore")
-    else:
-        require_file(args.data, "--data")
-        require_file(args.train, "--train")
-        if args.url:
-            require_ready(args.url)
-    run(args)
-    return 0
-
-
-def bench_main(module: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        return int(importlib.import_module(module).main(args))
-
-    return run
+def cmd_moved_to_tools(args: argparse.Namespace) -> int:
+    """``gateway bench`` and ``gateway console`` became ``gateway-tools`` verbs: the tools
+    and their dependencies are not part of the server's install."""
+    verb = " ".join([args.command, *args.rest])
+    raise UsageError(
+        f"`gateway {verb}` moved to the tools package: run `gateway-tools {verb}` "
+        "(pip install -e tools; scripts/setup.sh installs it with the dev extra)"
+    )

@@ -2,7 +2,8 @@
 
 A top layer, beside the server: it runs serving code, so it lives outside
 ``gateway.training``, which never imports it. ``run`` classifies and fits, ``metrics``
-scores one split, ``report`` and ``charts`` write what people read.
+scores one split, ``report`` writes what people read. The charts are a tool
+(``gateway_tools.evaluation.charts``): they need matplotlib, which the server does not.
 """
 
 from gateway.evaluation.run import evaluate_adapter

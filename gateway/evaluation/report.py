@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.bench.tables import cell
+
+def cell(value: Any, fmt: str) -> str:
+    """A formatted value, or ``n/a`` where a split has no measurement."""
+    return "n/a" if value is None else fmt.format(value)
+
 
 COLUMNS = (
     ("items", "items", "{}"),

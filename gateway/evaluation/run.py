@@ -6,7 +6,9 @@ For a decision-token adapter the calibration is fitted here, on the serving path
 validation split's raw label log-probabilities (bf16, maybe a quantized base) give the
 temperature and the escalation threshold, both written into the manifest; every split
 is then scored as serving will answer with them. Results go into the manifest
-(atomically), ``eval_predictions.jsonl``, ``report.md`` and two charts beside it.
+(atomically), ``eval_predictions.jsonl`` and ``report.md`` beside it. The charts (a
+reliability diagram, the coverage curve) need matplotlib, which the server does not
+install: ``gateway-tools eval charts ADAPTER_DIR`` draws them from these files.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from gateway.calibration import EscalationPolicy
 from gateway.config import Settings
 from gateway.engine.factory import default_engine
 from gateway.errors import GatewayError
-from gateway.evaluation.charts import write_charts
 from gateway.evaluation.metrics import Item, recalibrated, score
 from gateway.evaluation.report import render_report
 from gateway.fileio import write_json_atomic
@@ -152,9 +153,7 @@ async def _evaluate(adapter_dir: Path, cfg: TrainConfig, settings: Settings) -> 
     (adapter_dir / "eval_predictions.jsonl").write_text(
         "".join(json.dumps(p) + "\n" for p in predictions)
     )
-    gold = {name: [e.label or "" for e in examples] for name, examples in held_out.items()}
-    charts = write_charts(gold, answers, manifest.get("escalation"), adapter_dir)
-    (adapter_dir / "report.md").write_text(render_report(manifest, charts))
+    (adapter_dir / "report.md").write_text(render_report(manifest))
     return metrics
 
 

@@ -5,11 +5,12 @@ comma, mistypes a letter or says hello first. Each epoch, each row is replaced b
 rewritten copy with probability ``share``; the label stays. Seeded by (seed, epoch), so
 a run is reproducible and every epoch sees different variants.
 
-Written apart from the consistency benchmark's perturbations (``gateway.bench`` sits
-above training and is never imported here): other phrase lists, other typo kinds
-(keyboard-neighbour substitution or a dropped letter, never the bench's swap), random
-rather than hashed positions. Contractions and texting abbreviations are never produced:
-they are the benchmark's unseen variant types, kept out of training on purpose.
+Written apart from the consistency benchmark's perturbations (the benchmarks live in
+the tools package beside the product, ``tools/gateway_tools/bench``, never imported
+here): other phrase lists, other typo kinds (keyboard-neighbour substitution or a
+dropped letter, never the bench's swap), random rather than hashed positions.
+Contractions and texting abbreviations are never produced: they are the benchmark's
+unseen variant types, kept out of training on purpose.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench.consistency.arms import ARM_NAMES
-from gateway.bench.consistency.main import add_arguments, run
+from gateway_tools.bench.consistency.arms import ARM_NAMES
+from gateway_tools.bench.consistency.main import add_arguments, run
 from tests.integration.conftest import TENANT_KEYS, Gateway
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from gateway.cli.console import VIEWPORTS, launch_chromium, open_page, sign_in
+from gateway_tools.screenshots import VIEWPORTS, launch_chromium, open_page, sign_in
 from tests.integration.conftest import ADMIN_KEY, Gateway
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ import jsonschema
 import psutil
 import pytest
 
-from gateway.bench.stats import percentile
+from gateway_tools.bench.stats import percentile
 from gateway_tools.launch import launch
 from tests.integration.conftest import DEMO_ADAPTER
 

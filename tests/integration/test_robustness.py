@@ -203,7 +203,7 @@ def test_real_world_schemas_are_served_valid_or_refused_never_wrong(gateway: Gat
     """A sample of JSONSchemaBench through the real gateway: no 200 may fail its schema."""
     import asyncio
 
-    from gateway.bench import schemabench as sb
+    from gateway_tools.bench import schemabench as sb
 
     items = [(sub, name, schema) for sub in sb.SUBSETS for name, schema in sb.load(sub, 4)]
     rows = asyncio.run(sb.run_schemas_with_headers(gateway.url, items, 4, 128, gateway.headers))

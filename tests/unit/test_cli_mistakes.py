@@ -33,7 +33,6 @@ def guarded(monkeypatch: pytest.MonkeyPatch) -> None:
         "gateway.training.recipe.train",
         "gateway.evaluation.evaluate_adapter",
         "gateway.server.create_app",
-        "gateway.bench.consistency.main.run_all",
         "uvicorn.run",
         "os.execve",  # the CPU runtime's re-exec of ``gateway serve``
     ):
@@ -190,12 +189,18 @@ def test_serve_refuses_before_the_engine_starts(
     assert problem in fails(["serve", "--port", str(free_port), *argv], capsys)
 
 
-def test_a_benchmark_against_an_unreachable_gateway(
-    capsys: pytest.CaptureFixture[str], free_port: int
+@pytest.mark.parametrize(
+    "argv",
+    [["bench", "perf", "--rounds", "2"], ["console", "screenshots"], ["bench"]],
+)
+def test_the_tools_verbs_point_to_gateway_tools(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"http://127.0.0.1:{free_port}"
-    problem = fails(["bench", "consistency", "--url", url], capsys)
-    assert problem.startswith(f"cannot reach a gateway at {url}: ")
+    """The benchmarks and screenshots left the server's package: the old verbs say where."""
+    verb = " ".join(argv)
+    assert fails(argv, capsys).startswith(
+        f"`gateway {verb}` moved to the tools package: run `gateway-tools {verb}`"
+    )
 
 
 def test_keys_hash_without_a_key(

@@ -26,7 +26,7 @@ LAYERS = (
     ("gateway.engine", "gateway.registry", "gateway.tenancy"),
     ("gateway.training", "gateway.service", "gateway.finetune", "gateway.cluster"),
     ("gateway.api",),
-    ("gateway.server", "gateway.evaluation", "gateway.bench", "gateway.cli"),
+    ("gateway.server", "gateway.evaluation", "gateway.cli"),
 )  # fmt: skip
 # Bans inside the allowed direction: importer package -> forbidden prefixes.
 FORBIDDEN = {
@@ -58,6 +58,10 @@ THIRD_PARTY = {
     "boto3": ("gateway.registry.objects",),
     "botocore": ("gateway.registry.objects",),
 }
+# The product (gateway/, schemas/) is what `pip install lora-gateway` ships: it never imports
+# the tools beside it (tools/gateway_tools: benchmarks, charts, screenshots), the tests, or
+# the packages only those need, which the product's install does not bring.
+PRODUCT_NEVER_IMPORTS = ("gateway_tools", "tests", "matplotlib", "playwright", "pytest")
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,14 @@ def third_party_violations(imports: list[Import]) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+def product_import_violations(imports: list[Import]) -> list[str]:
+    problems = []
+    for imp in imports:
+        if (root := imp.target.split(".")[0]) in PRODUCT_NEVER_IMPORTS:
+            problems.append(f"{imp}  (the product may not import {root})")
+    return list(dict.fromkeys(problems))
+
+
 def find_cycle(imports: list[Import]) -> list[Import]:
     """One import cycle between our modules as its edges, or [] when there is none."""
     edges: dict[str, dict[str, Import]] = {}
@@ -199,6 +211,11 @@ def test_vllm_and_fastapi_stay_in_their_packages() -> None:
     assert not problems, "third-party imports out of place:\n" + "\n".join(problems)
 
 
+def test_the_product_never_imports_the_tools() -> None:
+    problems = product_import_violations(all_imports())
+    assert not problems, "the product imports beyond itself:\n" + "\n".join(problems)
+
+
 def test_no_import_cycles() -> None:
     cycle = find_cycle(all_imports())
     assert not cycle, "import cycle:\n" + "\n".join(str(e) for e in cycle)
@@ -238,6 +255,14 @@ def test_the_third_party_check_catches_vllm_and_fastapi(
     web = parse("import fastapi\nfrom vllm import LLM\n", "gateway.service.x")
     assert len(third_party_violations(web)) == 2
     assert third_party_violations(parse("import fastapi\n", "gateway.api.x")) == []
+
+
+def test_the_product_check_catches_the_tools(parse: Callable[[str, str], list[Import]]) -> None:
+    lazy = parse("def f():\n    from gateway_tools.launch import launch\n", "gateway.cli.x")
+    assert "may not import gateway_tools" in product_import_violations(lazy)[0]
+    charts = parse("import matplotlib.pyplot as plt\n", "gateway.evaluation.x")
+    assert len(product_import_violations(charts)) == 1
+    assert product_import_violations(parse("import httpx\n", "gateway.cli.x")) == []
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:

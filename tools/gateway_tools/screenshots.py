@@ -1,4 +1,4 @@
-"""``gateway console screenshots``: every console page at a desktop and a phone width,
+"""``gateway-tools console screenshots``: every console page at a desktop and a phone width,
 taken in Debian's Chromium against a gateway this command starts for the purpose.
 
 That gateway serves the repository's adapters (``demo``; ``banking77`` v2, then v3

@@ -13,14 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.bench.bases import report
-from gateway.bench.bases import run as bases_run
-from gateway.bench.bases.main import run
-from gateway.bench.bases.run import accuracy_sample, checkpoint_bytes
-from gateway.cli import build_parser, main
 from gateway.common.usage import UsageError
 from gateway.config import REPO_ROOT, Settings
 from gateway.models import ModelError, ModelInfo
+from gateway_tools.bench.bases import report
+from gateway_tools.bench.bases import run as bases_run
+from gateway_tools.bench.bases.main import run
+from gateway_tools.bench.bases.run import accuracy_sample, checkpoint_bytes
+from gateway_tools.cli import build_parser, main
 from gateway_tools.launch import LaunchError, RunningGateway
 
 
@@ -164,7 +164,7 @@ def test_mistakes_are_told_before_anything_starts(
     monkeypatch.setattr(bases_run, "launch", _too_far)
     assert main(["bench", "bases", *argv]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gateway: error: ") and err.count("\n") == 1, err
+    assert err.startswith("gateway-tools: error: ") and err.count("\n") == 1, err
     assert problem in err
 
 
@@ -230,7 +230,7 @@ def stubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         state["saves"].append(json.loads(json.dumps(value)))
         path.write_text(json.dumps(value))
 
-    monkeypatch.setattr("gateway.bench.bases.main.write_json_atomic", keep)
+    monkeypatch.setattr("gateway_tools.bench.bases.main.write_json_atomic", keep)
     return state
 
 

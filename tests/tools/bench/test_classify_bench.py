@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.bench.bases.run import accuracy_sample
-from gateway.bench.classify.main import check, run
-from gateway.bench.classify.plan import Block, Plan, schedule, split
-from gateway.bench.classify.summary import answer_figures, summarise_run
-from gateway.bench.perf.loadgen import Record
-from gateway.bench.perf.stats import summarise
-from gateway.cli import build_parser, main
+from gateway_tools.bench.bases.run import accuracy_sample
+from gateway_tools.bench.classify.main import check, run
+from gateway_tools.bench.classify.plan import Block, Plan, schedule, split
+from gateway_tools.bench.classify.summary import answer_figures, summarise_run
+from gateway_tools.bench.perf.loadgen import Record
+from gateway_tools.bench.perf.stats import summarise
+from gateway_tools.cli import build_parser, main
 from gateway_tools.launch import LaunchError, RunningGateway
 
 SAMPLE = accuracy_sample(6, 0)  # what a run with 6 texts sends
@@ -213,10 +213,10 @@ def test_mistakes_are_told_before_anything_starts(
 ) -> None:
     (store / "banking77" / ("x" * 60)).mkdir()
     (store / "banking77" / ("x" * 60) / "manifest.json").write_text(json.dumps({"labels": ["a"]}))
-    monkeypatch.setattr("gateway.bench.classify.main.launch", _too_far)
+    monkeypatch.setattr("gateway_tools.bench.classify.main.launch", _too_far)
     assert main(_args(store, tmp_path / "out", *extra)) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gateway: error: ") and err.count("\n") == 1, err
+    assert err.startswith("gateway-tools: error: ") and err.count("\n") == 1, err
     assert problem in err
     assert not (tmp_path / "out").exists()
 
@@ -263,14 +263,14 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     real_client = httpx.AsyncClient
     transport = fake_gateway(state["seen"])
-    monkeypatch.setattr("gateway.bench.classify.main.launch", launch)
+    monkeypatch.setattr("gateway_tools.bench.classify.main.launch", launch)
     monkeypatch.setattr(httpx, "AsyncClient", lambda **kw: real_client(transport=transport, **kw))
 
     def keep(path: Path, value: dict[str, Any]) -> None:
         state["saves"].append(json.loads(json.dumps(value)))
         path.write_text(json.dumps(value))
 
-    monkeypatch.setattr("gateway.bench.classify.main.write_json_atomic", keep)
+    monkeypatch.setattr("gateway_tools.bench.classify.main.write_json_atomic", keep)
     return state
 
 

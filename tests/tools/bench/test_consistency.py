@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench.consistency.arms import build_arms, request
-from gateway.bench.consistency.perturb import PERTURBATIONS, UNSEEN_TYPES, variants
-from gateway.bench.consistency.report import render
-from gateway.bench.consistency.score import (
+from gateway_tools.bench.consistency.arms import build_arms, request
+from gateway_tools.bench.consistency.perturb import PERTURBATIONS, UNSEEN_TYPES, variants
+from gateway_tools.bench.consistency.report import render
+from gateway_tools.bench.consistency.score import (
     first_json_object,
     parse_answer,
     parse_decision,
@@ -196,7 +196,7 @@ def test_report_and_charts_are_written(tmp_path: Path) -> None:
 
 
 def test_a_saved_run_can_be_rescored(tmp_path: Path) -> None:
-    from gateway.bench.consistency.main import rescore
+    from gateway_tools.bench.consistency.main import rescore
 
     answers = [
         {**_answer(0, "original", "card_arrival", None, valid=False), "error": None,
@@ -225,7 +225,7 @@ async def test_a_failed_request_is_recorded_not_fatal() -> None:
     non-JSON error bodies become per-request errors; the rest of the arm is scored."""
     import httpx
 
-    from gateway.bench.consistency.run import Item, run_arm
+    from gateway_tools.bench.consistency.run import Item, run_arm
 
     good = {"intent": "card_arrival", "confidence": 0.9, "requires_human_agent": False}
 

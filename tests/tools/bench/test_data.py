@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench import schemabench as sb
-from gateway.bench.data import BANKING77, JSONSCHEMABENCH, banking77_texts, shown
 from gateway.config import REPO_ROOT
+from gateway_tools.bench import schemabench as sb
+from gateway_tools.bench.data import BANKING77, JSONSCHEMABENCH, banking77_texts, shown
 
 DOCUMENTED_RUNS = sorted((REPO_ROOT / "docs" / "benchmarks").glob("schemas*/results*.json"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gateway.cli import build_parser
+from gateway_tools.cli import build_parser
 
 
 def test_the_lora_ops_bench_times_every_path_and_writes_json(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jsonschema
 
-from gateway.bench.neighbours import (
+from gateway_tools.bench.neighbours import (
     Phase,
     flood_schema,
     markdown,
@@ -13,7 +13,7 @@ from gateway.bench.neighbours import (
     ratios,
     summarise,
 )
-from gateway.bench.perf.loadgen import Record
+from gateway_tools.bench.perf.loadgen import Record
 
 
 def test_each_gateway_measures_b_alone_before_the_flood() -> None:

@@ -12,15 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.bench.perf import report
-from gateway.bench.perf.extras import counter_total
-from gateway.bench.perf.loadgen import Record, closed_loop, open_loop, send_chat
-from gateway.bench.perf.stats import merge, summarise
-from gateway.bench.perf.vllm_side import vllm_serve_argv
-from gateway.bench.perf.workload import Cell, Workload, cell_matrix
-from gateway.bench.stats import percentile
 from gateway.engine import cpu_runtime
 from gateway.engine.vllm_engine import EngineOptions
+from gateway_tools.bench.perf import report
+from gateway_tools.bench.perf.extras import counter_total
+from gateway_tools.bench.perf.loadgen import Record, closed_loop, open_loop, send_chat
+from gateway_tools.bench.perf.stats import merge, summarise
+from gateway_tools.bench.perf.vllm_side import vllm_serve_argv
+from gateway_tools.bench.perf.workload import Cell, Workload, cell_matrix
+from gateway_tools.bench.stats import percentile
 
 SCHEMA = {"type": "object", "properties": {"intent": {"enum": ["a", "b"]}}}
 

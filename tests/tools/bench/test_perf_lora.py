@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench.data import banking77_texts
-from gateway.bench.perf import main, report, sections
-from gateway.bench.perf.loadgen import Record
-from gateway.bench.perf.paired import overhead_cell, summarise_pairs
-from gateway.bench.perf.sides import Bench, Side, bare_env, gateway_env, plan_sides
-from gateway.bench.perf.vllm_side import vllm_env
-from gateway.bench.perf.workload import (
+from gateway.common.usage import UsageError
+from gateway.engine.vllm_engine import EngineOptions
+from gateway_tools.bench.data import banking77_texts
+from gateway_tools.bench.perf import main, report, sections
+from gateway_tools.bench.perf.loadgen import Record
+from gateway_tools.bench.perf.paired import overhead_cell, summarise_pairs
+from gateway_tools.bench.perf.sides import Bench, Side, bare_env, gateway_env, plan_sides
+from gateway_tools.bench.perf.vllm_side import vllm_env
+from gateway_tools.bench.perf.workload import (
     BASE_MODEL,
     LONG_PROMPT_CHARS,
     Cell,
@@ -23,8 +25,6 @@ from gateway.bench.perf.workload import (
     cell_matrix,
     long_passages,
 )
-from gateway.common.usage import UsageError
-from gateway.engine.vllm_engine import EngineOptions
 
 ENV = "GATEWAY_GROUPED_LORA"
 WORKLOAD = Workload(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench.provenance import CpuTimes, describe, revision, share_from
+from gateway_tools.bench.provenance import CpuTimes, describe, revision, share_from
 
 
 def _stat(tmp_path: Path, user: int, idle: int, steal: int) -> Path:

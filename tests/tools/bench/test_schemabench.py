@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.bench import schemabench as sb
+from gateway_tools.bench import schemabench as sb
 
 SCHEMA = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 3}},
           "required": ["n"]}  # fmt: skip

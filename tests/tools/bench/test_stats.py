@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from gateway.bench.stats import (
+from gateway_tools.bench.stats import (
     Interval,
     bootstrap_median,
     decide_at_most,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.bench.training_load import (
+from gateway_tools.bench.training_load import (
     LABELS,
     markdown,
     training_during,

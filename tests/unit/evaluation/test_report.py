@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from gateway.evaluation.charts import write_charts
 from gateway.evaluation.metrics import Item, score
 from gateway.evaluation.report import render_report
 from tests.unit.evaluation.manifests import manifest
@@ -59,17 +56,3 @@ def test_an_unreachable_target_says_everything_escalates() -> None:
                   "val_coverage": 0.0, "val_accuracy_auto": None}  # fmt: skip
     report = render_report(manifest(LABELS, ANSWER, escalation=escalation))
     assert "No threshold reaches 95% accuracy on validation: every message escalates" in report
-
-
-def test_charts_are_written_for_the_splits_with_answers(tmp_path: Path) -> None:
-    gold = {"validation": ["a", "b", "a"], "test": ["a"]}
-    answers = {
-        "validation": _items(0.9, 0.7, 0.55),
-        "test": [Item(None, None, None, None, None, "x")],
-    }
-    escalation = {"threshold": 0.6, "target_accuracy": 0.95}
-    names = write_charts(gold, answers, escalation, tmp_path)
-    assert names == ["reliability.png", "coverage.png"]
-    for name in names:
-        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
-    assert write_charts({"test": ["a"]}, {"test": answers["test"]}, None, tmp_path) == []

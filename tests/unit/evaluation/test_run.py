@@ -1,5 +1,5 @@
 """Evaluation end to end through ``ClassifyService``, with the engine double answering
-label log-probabilities: the serving-path fit, the manifest, the predictions and charts."""
+label log-probabilities: the serving-path fit, the manifest, the predictions and report."""
 
 from __future__ import annotations
 
@@ -83,8 +83,9 @@ def test_evaluation_fits_on_the_serving_path_and_scores_every_split(
         )
         assert p["escalation_reason"] == expected
     report = (adapter / "report.md").read_text()
-    assert "(serving path)" in report and "![coverage](coverage.png)" in report
-    assert (adapter / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert "(serving path)" in report
+    # the charts need matplotlib, a tools dependency: `gateway-tools eval charts` draws them
+    assert "![coverage]" not in report and not list(adapter.glob("*.png"))
 
 
 def test_refit_leaves_a_legacy_adapter_alone() -> None:

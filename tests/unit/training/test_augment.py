@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from gateway.bench.consistency.perturb import CONTRACTIONS, SMS
 from gateway.training.augment import FILLERS, GREETINGS, NEIGHBOURS, REWRITES, SIGN_OFFS, augment
+from gateway_tools.bench.consistency.perturb import CONTRACTIONS, SMS
 
 TEXTS = [
     "I do not know why my card payment was declined, please help.",

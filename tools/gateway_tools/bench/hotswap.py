@@ -1,7 +1,7 @@
 """Hot-swap latency: register a new adapter version, promote it (loads it into the engine),
 and get the first streamed token from it, on a real gateway started for the run.
 
-python -m gateway.bench.hotswap [--swaps 20]   -> JSON on stdout + bench-results/hotswap.json
+python -m gateway_tools.bench.hotswap [--swaps 20]   -> JSON on stdout + bench-results/hotswap.json
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from gateway.bench.stats import ms, percentile
 from gateway.config import REPO_ROOT
+from gateway_tools.bench.stats import ms, percentile
 from gateway_tools.launch import launch
 
 SOURCE = REPO_ROOT / "adapters" / "demo" / "v1"

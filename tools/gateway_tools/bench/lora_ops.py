@@ -1,6 +1,6 @@
-"""``gateway bench lora-ops``: one linear layer's LoRA term, timed in isolation.
+"""``gateway-tools bench lora-ops``: one linear layer's LoRA term, timed in isolation.
 
-The engine-level numbers (``gateway bench perf``) say how much an adapter costs a served
+The engine-level numbers (``gateway-tools bench perf``) say how much an adapter costs a served
 request; this says where a LoRA path spends it, without an engine. For SmolLM2-135M's
 shapes (q/k/v, gate/up, down), with the gateway's slot layout (``max_loras`` slots of
 ``max_lora_rank``, adapters of a smaller rank padded with zeros, as vLLM does), at a
@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
                 )  # fmt: skip
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    result = {"command": "gateway bench lora-ops", "settings": vars(args) | {"func": None},
+    result = {"command": "gateway-tools bench lora-ops", "settings": vars(args) | {"func": None},
               "torch": torch.__version__, "rows": rows}  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

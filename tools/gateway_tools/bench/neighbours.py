@@ -1,4 +1,4 @@
-"""``gateway bench neighbours``: can a tenant inside its limits slow another one down?
+"""``gateway-tools bench neighbours``: can a tenant inside its limits slow another one down?
 
 Tenant B sends steady light traffic: /v1/classify, one request at a time. Tenant A floods
 at its concurrency cap with long generations, each with a new complex inline schema (a
@@ -25,12 +25,12 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.bench.data import banking77_texts
-from gateway.bench.perf.loadgen import Record, closed_loop, send_chat
-from gateway.bench.stats import DEFINITION, ms, percentile, rounded
-from gateway.bench.tables import cell
 from gateway.config import REPO_ROOT
 from gateway.tenancy import hash_key
+from gateway_tools.bench.data import banking77_texts
+from gateway_tools.bench.perf.loadgen import Record, closed_loop, send_chat
+from gateway_tools.bench.stats import DEFINITION, ms, percentile, rounded
+from gateway_tools.bench.tables import cell
 from gateway_tools.launch import launch
 
 GOAL_P95_RATIO = 1.5
@@ -234,7 +234,7 @@ def main(args: argparse.Namespace) -> int:
     texts = banking77_texts(args.b_requests)
     keys = {"a": secrets.token_urlsafe(24), "b": secrets.token_urlsafe(24)}
     result: dict[str, Any] = {
-        "command": "gateway bench neighbours",
+        "command": "gateway-tools bench neighbours",
         "b_requests": args.b_requests,
         "a_concurrency": args.a_concurrency,
         "a_max_tokens": args.a_max_tokens,

@@ -1,4 +1,4 @@
-"""``gateway bench schemas``: real-world JSON Schemas (JSONSchemaBench) through the gateway.
+"""``gateway-tools bench schemas``: real-world JSON Schemas (JSONSchemaBench) through the gateway.
 
 Each schema gets a neutral prompt and a token budget; its outcome is one of
 
@@ -28,8 +28,8 @@ import httpx
 import jsonschema
 from tqdm import tqdm
 
-from gateway.bench.data import JSONSCHEMABENCH, shown
 from gateway.config import REPO_ROOT
+from gateway_tools.bench.data import JSONSCHEMABENCH, shown
 from gateway_tools.launch import launch
 
 SUBSETS = ("Github_trivial", "Github_easy", "Glaiveai2K")
@@ -175,7 +175,7 @@ def markdown(results: list[dict[str, Any]], folder: Path) -> str:
     for backend, subsets in summary.items():
         lines.append(f"- {backend}: {json.dumps(subsets['all']['codes'])}")
     lines += ["", "Generated from the saved results by "
-              f"`gateway bench schemas --report-only {shown(folder)}`."]  # fmt: skip
+              f"`gateway-tools bench schemas --report-only {shown(folder)}`."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -214,8 +214,9 @@ def main(args: argparse.Namespace) -> int:
              for name, schema in load(sub, args.per_subset)]  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"command": "gateway bench schemas", "per_subset": args.per_subset,
-                              "max_tokens": args.max_tokens, "rows": {}, "summary": {}}  # fmt: skip
+    result: dict[str, Any] = {"command": "gateway-tools bench schemas",
+                              "per_subset": args.per_subset, "max_tokens": args.max_tokens,
+                              "rows": {}, "summary": {}}  # fmt: skip
     for backend in args.backends:
         with tempfile.TemporaryDirectory() as tmp:
             env = {"GATEWAY_STRUCTURED_BACKEND": backend, "GATEWAY_OUTPUT_RETRIES": "1"}

@@ -1,4 +1,4 @@
-"""``gateway bench training``: what a fine-tuning job costs the tenants being served.
+"""``gateway-tools bench training``: what a fine-tuning job costs the tenants being served.
 
 One gateway per worker policy (``--workers``): ``yield``, the default (paused while
 requests are in flight, nice 19 and SCHED_IDLE otherwise); ``idle`` (nice 19 and
@@ -29,13 +29,13 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.bench.data import BANKING77, banking77_texts
-from gateway.bench.neighbours import send_classify, summarise
-from gateway.bench.perf.loadgen import Record, closed_loop
-from gateway.bench.stats import DEFINITION, rounded
-from gateway.bench.tables import cell
 from gateway.config import REPO_ROOT
 from gateway.tenancy import hash_key
+from gateway_tools.bench.data import BANKING77, banking77_texts
+from gateway_tools.bench.neighbours import send_classify, summarise
+from gateway_tools.bench.perf.loadgen import Record, closed_loop
+from gateway_tools.bench.stats import DEFINITION, rounded
+from gateway_tools.bench.tables import cell
 from gateway_tools.launch import launch
 
 LABELS = ("card_arrival", "exchange_rate", "lost_or_stolen_card", "top_up_failed")
@@ -249,7 +249,7 @@ def main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     texts = banking77_texts(args.requests)
     result: dict[str, Any] = {
-        "command": "gateway bench training " + " ".join(
+        "command": "gateway-tools bench training " + " ".join(
             [f"--workers {' '.join(args.workers)}", f"--requests {args.requests}",
              f"--concurrency {args.concurrency}", f"--worker-threads {args.worker_threads}",
              f"--out {args.out}"]),

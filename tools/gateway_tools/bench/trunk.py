@@ -1,6 +1,6 @@
 """Trunk figures: engine start time, /v1/classify latency, tokens/s at concurrency 1 and 8.
 
-    python -m gateway.bench.trunk [--out bench-results/trunk.json]
+    python -m gateway_tools.bench.trunk [--out bench-results/trunk.json]
 
 Starts the real gateway (with the demo adapter), measures over HTTP and prints JSON.
 Prompts are every n-th message of BANKING77's test split (``data/banking77``).
@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from gateway.bench.data import banking77_texts
-from gateway.bench.stats import ms, percentile
+from gateway_tools.bench.data import banking77_texts
+from gateway_tools.bench.stats import ms, percentile
 from gateway_tools.launch import launch
 
 

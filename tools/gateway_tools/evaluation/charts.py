@@ -4,14 +4,17 @@
 against their mean confidence; a calibrated adapter sits on the diagonal.
 ``coverage.png``: the share of messages handled automatically against the accuracy on
 them, as the threshold moves, with the adapter's default threshold marked.
+Drawn by ``gateway-tools eval charts ADAPTER_DIR`` from what ``gateway eval`` wrote.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from gateway.calibration import coverage_curve
+from gateway.common.usage import UsageError
 from gateway.evaluation.metrics import Item
 from gateway.scoring import ece, reliability_bins
 
@@ -87,3 +90,35 @@ def write_charts(
         fig.savefig(out / name, dpi=120)
         plt.close(fig)
     return list(charts)
+
+
+def _item(row: dict[str, Any]) -> Item:
+    """One ``eval_predictions.jsonl`` row as the charts read it (answer and confidence)."""
+    return Item(
+        row["predicted"], row["confidence"], None, None, row["escalation_reason"], row["error"]
+    )
+
+
+def draw_adapter_charts(adapter_dir: Path) -> list[str]:
+    """The charts of an evaluated adapter, from what ``gateway eval`` left in its folder
+    (``manifest.json``, ``eval_predictions.jsonl``); ``report.md`` is written again with
+    them linked. Returns the chart file names."""
+    from gateway.evaluation.report import render_report
+
+    manifest_path, predictions = (
+        adapter_dir / "manifest.json",
+        adapter_dir / "eval_predictions.jsonl",
+    )
+    for path in (manifest_path, predictions):
+        if not path.is_file():
+            raise UsageError(f"{path}: not found (run `gateway eval` for this adapter first)")
+    manifest = json.loads(manifest_path.read_text())
+    gold: dict[str, list[str]] = {}
+    answers: dict[str, list[Item]] = {}
+    for line in predictions.read_text().splitlines():
+        row = json.loads(line)
+        gold.setdefault(row["split"], []).append(row["gold"] or "")
+        answers.setdefault(row["split"], []).append(_item(row))
+    charts = write_charts(gold, answers, manifest.get("escalation"), adapter_dir)
+    (adapter_dir / "report.md").write_text(render_report(manifest, charts))
+    return charts

@@ -1,4 +1,4 @@
-"""Entry point of ``gateway bench bases``: check the options, measure each variant in
+"""Entry point of ``gateway-tools bench bases``: check the options, measure each variant in
 turn, write ``results.json`` (after every cell), then ``report.md`` and ``chart.png``
 under ``--out``, and print the summary. ``--report-only DIR`` rewrites ``DIR/report.md``
 and ``DIR/chart.png`` from ``DIR/results.json``, running nothing.
@@ -19,8 +19,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from gateway.bench.bases import report
-from gateway.bench.bases.run import (
+from gateway.cli.inputs import load_settings
+from gateway.common.usage import UsageError
+from gateway.config import REPO_ROOT, Settings
+from gateway.fileio import write_json_atomic
+from gateway_tools.bench.bases import report
+from gateway_tools.bench.bases.run import (
     ADAPTER,
     ADAPTER_VERSION,
     ARMS,
@@ -31,12 +35,8 @@ from gateway.bench.bases.run import (
     label_count,
     measure,
 )
-from gateway.bench.data import shown
-from gateway.bench.saved import rewrite_report, write_report
-from gateway.cli.inputs import load_settings
-from gateway.common.usage import UsageError
-from gateway.config import REPO_ROOT, Settings
-from gateway.fileio import write_json_atomic
+from gateway_tools.bench.data import shown
+from gateway_tools.bench.saved import rewrite_report, write_report
 
 DEFAULT_VARIANTS = ("bf16", "w4a16", "w8a8")
 
@@ -89,7 +89,7 @@ def check(args: argparse.Namespace) -> Settings:
     settings = load_settings()
     if settings.model_dir is not None:
         raise UsageError(
-            "gateway bench bases compares the variants of the embedded default model; "
+            "gateway-tools bench bases compares the variants of the embedded default model; "
             f"model_dir is set ({settings.model_dir}): unset it for this run"
         )
     for variant in args.variants:

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.bench.perf.report import ratio
-from gateway.bench.stats import DEFINITION
-from gateway.bench.tables import cell
+from gateway_tools.bench.perf.report import ratio
+from gateway_tools.bench.stats import DEFINITION
+from gateway_tools.bench.tables import cell
 
 SPEED = (  # field, column title, format
     ("requests_per_s", "req/s", "{:.2f}"),

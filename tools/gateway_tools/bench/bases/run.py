@@ -18,16 +18,16 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from gateway.bench.consistency.arms import Arm
-from gateway.bench.consistency.run import Item, load_rows, run_arm
-from gateway.bench.consistency.score import score_arm
-from gateway.bench.data import BANKING77, shown
-from gateway.bench.perf.loadgen import Record, send_chat
-from gateway.bench.perf.runner import MemorySampler, run_cell
-from gateway.bench.perf.workload import SOURCE_ADAPTER, Cell, Workload, build_workload
 from gateway.common.usage import UsageError
 from gateway.config import Settings
 from gateway.models import ModelError, resolve_model
+from gateway_tools.bench.consistency.arms import Arm
+from gateway_tools.bench.consistency.run import Item, load_rows, run_arm
+from gateway_tools.bench.consistency.score import score_arm
+from gateway_tools.bench.data import BANKING77, shown
+from gateway_tools.bench.perf.loadgen import Record, send_chat
+from gateway_tools.bench.perf.runner import MemorySampler, run_cell
+from gateway_tools.bench.perf.workload import SOURCE_ADAPTER, Cell, Workload, build_workload
 from gateway_tools.launch import LaunchError, RunningGateway, launch
 
 ADAPTER = SOURCE_ADAPTER.parent.name  # the shipped banking77 adapter, from adapters/

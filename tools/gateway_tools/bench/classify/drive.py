@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from gateway.bench.classify.plan import Block
-from gateway.bench.consistency.run import Item, answer_text, classify_fields
-from gateway.bench.consistency.score import parse_answer
-from gateway.bench.perf.loadgen import Record, closed_loop
-from gateway.bench.perf.stats import summarise
 from gateway.common.names import is_valid_name
 from gateway.common.usage import UsageError
 from gateway.registry.store import REQUIRED_FILES
+from gateway_tools.bench.classify.plan import Block
+from gateway_tools.bench.consistency.run import Item, answer_text, classify_fields
+from gateway_tools.bench.consistency.score import parse_answer
+from gateway_tools.bench.perf.loadgen import Record, closed_loop
+from gateway_tools.bench.perf.stats import summarise
 from gateway_tools.launch import LaunchError
 from schemas import intent_model
 

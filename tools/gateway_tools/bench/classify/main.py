@@ -1,4 +1,4 @@
-"""Entry point of ``gateway bench classify``: check the options, stage the versions, start
+"""Entry point of ``gateway-tools bench classify``: check the options, stage the versions, start
 one gateway, send the planned blocks, write ``results.json`` (after every block, so a run
 cut short keeps what it measured), then ``report.md`` and ``chart.png`` under ``--out``.
 ``--report-only DIR`` rewrites ``DIR/report.md`` and ``DIR/chart.png`` from
@@ -21,17 +21,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from gateway.bench.bases.run import TEST_SPLIT, accuracy_sample
-from gateway.bench.classify import report
-from gateway.bench.classify.drive import Target, drive, load_target, stage_store
-from gateway.bench.classify.plan import Plan, schedule
-from gateway.bench.classify.summary import summarise_run
-from gateway.bench.consistency.run import load_rows
-from gateway.bench.data import shown
-from gateway.bench.saved import rewrite_report, write_report
 from gateway.common.usage import UsageError
 from gateway.config import REPO_ROOT
 from gateway.fileio import write_json_atomic
+from gateway_tools.bench.bases.run import TEST_SPLIT, accuracy_sample
+from gateway_tools.bench.classify import report
+from gateway_tools.bench.classify.drive import Target, drive, load_target, stage_store
+from gateway_tools.bench.classify.plan import Plan, schedule
+from gateway_tools.bench.classify.summary import summarise_run
+from gateway_tools.bench.consistency.run import load_rows
+from gateway_tools.bench.data import shown
+from gateway_tools.bench.saved import rewrite_report, write_report
 from gateway_tools.launch import LaunchError, launch
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.bench.classify.summary import summarise_run
-from gateway.bench.stats import DEFINITION
-from gateway.bench.tables import cell
+from gateway_tools.bench.classify.summary import summarise_run
+from gateway_tools.bench.stats import DEFINITION
+from gateway_tools.bench.tables import cell
 
 
 def _speed_row(version: str, s: dict[str, Any], latency: str, throughput: str) -> str:

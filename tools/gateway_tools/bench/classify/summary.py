@@ -12,10 +12,10 @@ import statistics
 from collections import Counter
 from typing import Any
 
-from gateway.bench.consistency.score import score_arm
-from gateway.bench.perf.report import ratio
-from gateway.bench.perf.stats import merge
-from gateway.bench.stats import percentile, rounded
+from gateway_tools.bench.consistency.score import score_arm
+from gateway_tools.bench.perf.report import ratio
+from gateway_tools.bench.perf.stats import merge
+from gateway_tools.bench.stats import percentile, rounded
 
 ANSWER_FIELDS = ("accuracy", "macro_f1", "mean_confidence", "escalation_rate", "auroc",
                  "top_label_brier", "calibration")  # fmt: skip

@@ -1,6 +1,6 @@
 """Entry point: choose the data and arms, start (or reach) a gateway, run, report.
 
-gateway bench consistency --per-class 1   (BANKING77 from data/banking77 by default)
+gateway-tools bench consistency --per-class 1   (BANKING77 from data/banking77 by default)
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from gateway.bench.consistency.arms import ARM_NAMES, build_arms
-from gateway.bench.consistency.perturb import PERTURBATIONS, UNSEEN_TYPES
-from gateway.bench.consistency.report import render, table
-from gateway.bench.consistency.run import load_items, load_rows, run_all
-from gateway.bench.consistency.score import parse_answer, parse_decision, score_arm
-from gateway.bench.data import BANKING77, shown
 from gateway.config import REPO_ROOT, Settings
+from gateway_tools.bench.consistency.arms import ARM_NAMES, build_arms
+from gateway_tools.bench.consistency.perturb import PERTURBATIONS, UNSEEN_TYPES
+from gateway_tools.bench.consistency.report import render, table
+from gateway_tools.bench.consistency.run import load_items, load_rows, run_all
+from gateway_tools.bench.consistency.score import parse_answer, parse_decision, score_arm
+from gateway_tools.bench.data import BANKING77, shown
 from schemas import intent_model
 
 DEFAULT_PERTURBATIONS = (

@@ -6,8 +6,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from gateway.bench.stats import DEFINITION
-from gateway.bench.tables import cell
+from gateway_tools.bench.stats import DEFINITION
+from gateway_tools.bench.tables import cell
 
 COLUMNS = (
     ("json_parse_rate", "JSON parse", "{:.1%}"),

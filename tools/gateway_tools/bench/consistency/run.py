@@ -1,4 +1,4 @@
-"""``gateway bench consistency``: run every arm over the same items through the gateway.
+"""``gateway-tools bench consistency``: run every arm over the same items through the gateway.
 
 Every request, answer and error is saved (``results.json``), so a run can be inspected
 and re-scored; the file is rewritten after each arm, so a long run loses at most one arm.
@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from gateway.bench.consistency.arms import Arm, request
-from gateway.bench.consistency.perturb import variants
-from gateway.bench.consistency.score import Parsed, parse_answer, parse_decision, score_arm
+from gateway_tools.bench.consistency.arms import Arm, request
+from gateway_tools.bench.consistency.perturb import variants
+from gateway_tools.bench.consistency.score import Parsed, parse_answer, parse_decision, score_arm
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from typing import Any
 
 import jsonschema
 
-from gateway.bench.consistency.perturb import UNSEEN_TYPES
-from gateway.bench.stats import percentile, rounded
 from gateway.scoring import auroc, macro_f1, top_label_brier
+from gateway_tools.bench.consistency.perturb import UNSEEN_TYPES
+from gateway_tools.bench.stats import percentile, rounded
 
 
 @dataclass(frozen=True)

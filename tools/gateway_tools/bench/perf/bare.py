@@ -1,6 +1,6 @@
 """Side A: the bare ``AsyncLLM`` in this process, no HTTP, same engine arguments.
 
-Run as a child of the harness (``python -m gateway.bench.perf.bare SPEC OUT``) so each
+Run as a child of the harness (``python -m gateway_tools.bench.perf.bare SPEC OUT``) so each
 round starts a fresh engine, as the HTTP sides do. Prompts are tokenised (by the
 gateway's own renderer) before the clock starts: the bare side is the engine's ceiling,
 with nothing else in the way.
@@ -24,11 +24,11 @@ from multiprocessing.connection import Listener
 from pathlib import Path
 from typing import Any
 
-from gateway.bench.perf.loadgen import Record
-from gateway.bench.perf.runner import run_cell
-from gateway.bench.perf.workload import Cell, Workload
 from gateway.common.prompts import render_prompt
 from gateway.engine.types import GenerationParams, LoraRef
+from gateway_tools.bench.perf.loadgen import Record
+from gateway_tools.bench.perf.runner import run_cell
+from gateway_tools.bench.perf.workload import Cell, Workload
 
 
 async def run(spec: dict[str, Any], out: Path) -> None:

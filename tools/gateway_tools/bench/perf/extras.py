@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.bench.hotswap import swap_loop
-from gateway.bench.perf.loadgen import send_chat
-from gateway.bench.perf.sides import ADMIN_KEY, METRICS_KEY, TENANT_KEY
-from gateway.bench.perf.workload import SOURCE_ADAPTER, Cell, Workload
-from gateway.bench.stats import ms, percentile
+from gateway_tools.bench.hotswap import swap_loop
+from gateway_tools.bench.perf.loadgen import send_chat
+from gateway_tools.bench.perf.sides import ADMIN_KEY, METRICS_KEY, TENANT_KEY
+from gateway_tools.bench.perf.workload import SOURCE_ADAPTER, Cell, Workload
+from gateway_tools.bench.stats import ms, percentile
 
 
 def hot_swap(url: str, store: Path, name: str, swaps: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``gateway bench perf``: run the sides in alternating rounds, pool, compare, report.
+"""``gateway-tools bench perf``: run the sides in alternating rounds, pool, compare, report.
 
 The gateway runs once per ``--grouped-lora`` arm (its own process each); after the
 rounds, the paired phase (``perf/paired.py``) decides the serving-overhead target.
@@ -19,9 +19,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from gateway.bench import provenance
-from gateway.bench.perf import paired, profile, report, sections
-from gateway.bench.perf.sides import (
+from gateway.config import REPO_ROOT, Settings
+from gateway_tools.bench import provenance
+from gateway_tools.bench.perf import paired, profile, report, sections
+from gateway_tools.bench.perf.sides import (
     ARMS,
     SIDES,
     TENANT_KEY,
@@ -34,10 +35,9 @@ from gateway.bench.perf.sides import (
     run_bare,
     run_http,
 )
-from gateway.bench.perf.stats import merge
-from gateway.bench.perf.vllm_side import vllm_serve
-from gateway.bench.perf.workload import Cell, build_workload, cell_matrix
-from gateway.config import REPO_ROOT, Settings
+from gateway_tools.bench.perf.stats import merge
+from gateway_tools.bench.perf.vllm_side import vllm_serve
+from gateway_tools.bench.perf.workload import Cell, build_workload, cell_matrix
 from gateway_tools.launch import LaunchError
 
 
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env.pop("GATEWAY_CPU_PRELOAD_MISSING", None)
     raw: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     result: dict[str, Any] = {
-        "command": "gateway bench perf " + " ".join(_argv(args)),
+        "command": "gateway-tools bench perf " + " ".join(_argv(args)),
         "machine": provenance.machine(),
         "engine": {},
         "sides": {s.name: {"kind": s.kind, "grouped_lora": s.grouped_lora} for s in sides},
@@ -208,7 +208,7 @@ def write_report(result: dict[str, Any], out: Path) -> None:
 
 
 def _gateway_extras(url: str, bench: Bench, args: argparse.Namespace, extras: dict) -> None:
-    from gateway.bench.perf import extras as measure
+    from gateway_tools.bench.perf import extras as measure
 
     if args.swaps:
         extras["hot_swap"] = measure.hot_swap(url, bench.store, bench.workload.adapter_names[0],

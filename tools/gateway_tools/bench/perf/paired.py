@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from gateway.bench.perf.loadgen import Record, send_chat
-from gateway.bench.perf.sides import TENANT_KEY, Bench, gateway_serve, start_bare, warm_up
-from gateway.bench.perf.workload import Cell, Workload
-from gateway.bench.provenance import CpuTimes, share_from
-from gateway.bench.stats import bootstrap_median, decide_at_most, ms, percentile
+from gateway_tools.bench.perf.loadgen import Record, send_chat
+from gateway_tools.bench.perf.sides import TENANT_KEY, Bench, gateway_serve, start_bare, warm_up
+from gateway_tools.bench.perf.workload import Cell, Workload
+from gateway_tools.bench.provenance import CpuTimes, share_from
+from gateway_tools.bench.stats import bootstrap_median, decide_at_most, ms, percentile
 from gateway_tools.launch import LaunchError, stop
 
 LIMIT_MS = 5.0

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.bench.perf.paired import LIMIT_MS
-from gateway.bench.provenance import describe
-from gateway.bench.stats import DEFINITION
-from gateway.bench.tables import cell
+from gateway_tools.bench.perf.paired import LIMIT_MS
+from gateway_tools.bench.provenance import describe
+from gateway_tools.bench.stats import DEFINITION
+from gateway_tools.bench.tables import cell
 
 Pooled = dict[str, dict[str, dict[str, Any]]]  # side -> cell key -> pooled summary
 

@@ -10,9 +10,9 @@ from typing import Any
 import psutil
 from tqdm import tqdm
 
-from gateway.bench.perf.loadgen import Send, closed_loop, open_loop
-from gateway.bench.perf.stats import summarise
-from gateway.bench.perf.workload import Cell, Workload
+from gateway_tools.bench.perf.loadgen import Send, closed_loop, open_loop
+from gateway_tools.bench.perf.stats import summarise
+from gateway_tools.bench.perf.workload import Cell, Workload
 
 
 class MemorySampler:

@@ -1,4 +1,4 @@
-"""``gateway bench runtime``: which CPU runtime setting serves fastest here.
+"""``gateway-tools bench runtime``: which CPU runtime setting serves fastest here.
 
 Starts ``gateway serve`` once per setting and round (settings alternate, so drift
 hits all alike), with ``GATEWAY_CPU_PRELOAD`` / ``GATEWAY_CPU_THREADS_BIND`` set the
@@ -18,10 +18,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from gateway.bench.perf.sides import TENANT_KEY, Bench, gateway_serve, prepare_store, run_http
-from gateway.bench.perf.stats import merge
-from gateway.bench.perf.workload import Cell, build_workload
 from gateway.config import REPO_ROOT, Settings
+from gateway_tools.bench.perf.sides import TENANT_KEY, Bench, gateway_serve, prepare_store, run_http
+from gateway_tools.bench.perf.stats import merge
+from gateway_tools.bench.perf.workload import Cell, build_workload
 
 SETTINGS = (  # (cpu_preload, cpu_threads_bind); "vllm" = vLLM's own binding
     ("none", "vllm"),
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         Cell(8, True, 16, 32),
     ]
     raw: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    result: dict[str, Any] = {"command": "gateway bench runtime", "settings": {}}
+    result: dict[str, Any] = {"command": "gateway-tools bench runtime", "settings": {}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=args.rounds * len(SETTINGS) * len(cells), desc="runtime", unit="cell")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from gateway.bench.perf.report import (
+from gateway_tools.bench.perf.report import (
     Pooled,
     gateway_side,
     get,
@@ -14,8 +14,8 @@ from gateway.bench.perf.report import (
     side_names,
     verdict_text,
 )
-from gateway.bench.perf.workload import Cell
-from gateway.bench.tables import cell
+from gateway_tools.bench.perf.workload import Cell
+from gateway_tools.bench.tables import cell
 
 THROUGHPUT = (("requests_per_s", "req/s"), ("output_tokens_per_s", "output tok/s"))
 TTFT = (("ttft_p50_ms", "TTFT p50"),)

@@ -26,13 +26,13 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.bench.perf.loadgen import Record, send_chat
-from gateway.bench.perf.runner import run_cell
-from gateway.bench.perf.workload import BASE_MODEL, SOURCE_ADAPTER, Cell, Workload
 from gateway.common.usage import UsageError
 from gateway.engine.grouped_lora.plugin import ENV_VAR as GROUPED_LORA_ENV
 from gateway.engine.vllm_engine import EngineOptions
 from gateway.tenancy.keys import hash_key
+from gateway_tools.bench.perf.loadgen import Record, send_chat
+from gateway_tools.bench.perf.runner import run_cell
+from gateway_tools.bench.perf.workload import BASE_MODEL, SOURCE_ADAPTER, Cell, Workload
 from gateway_tools.launch import LaunchError, launch
 
 TENANT_KEY = "perf-bench-tenant-key-0123456789"
@@ -125,7 +125,7 @@ def start_bare(
     log = bench.work / f"bare-{tag}.log"
     with log.open("w") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.bench.perf.bare", str(spec_file), str(out)],
+            [sys.executable, "-m", "gateway_tools.bench.perf.bare", str(spec_file), str(out)],
             env=bare_env(bench, grouped_lora),
             stdout=sink,
             stderr=sink,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from gateway.bench.perf.loadgen import Record
-from gateway.bench.stats import ms, percentile
+from gateway_tools.bench.perf.loadgen import Record
+from gateway_tools.bench.stats import ms, percentile
 
 
 def summarise(records: list[Record], wall_s: float) -> dict[str, Any]:

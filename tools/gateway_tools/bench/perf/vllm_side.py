@@ -16,14 +16,14 @@ from typing import Any
 
 import httpx
 
-from gateway.bench.perf.sides import Bench, grouped_env
-from gateway.bench.perf.workload import BASE_MODEL
 from gateway.engine.vllm_engine import (
     WHITESPACE_FREE_BACKENDS,
     WORKER_EXTENSION,
     EngineOptions,
     kv_cache_bytes,
 )
+from gateway_tools.bench.perf.sides import Bench, grouped_env
+from gateway_tools.bench.perf.workload import BASE_MODEL
 from gateway_tools.launch import LaunchError, free_port, stop
 
 

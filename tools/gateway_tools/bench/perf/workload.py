@@ -12,8 +12,8 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from gateway.bench.data import banking77_texts
 from gateway.config import REPO_ROOT
+from gateway_tools.bench.data import banking77_texts
 from schemas import intent_model
 
 SOURCE_ADAPTER = REPO_ROOT / "adapters" / "banking77" / "v2"

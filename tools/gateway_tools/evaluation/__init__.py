@@ -1,0 +1,1 @@
+"""Evaluation charts: what `gateway eval` measured, drawn (matplotlib, a tools dependency)."""
