@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway import errors
+from gateway.common.schema_checks import outlines_hazard, uses_keyword
 from gateway.service.outlines_probe import MEMORY_EXIT
-from gateway.service.schema_checks import outlines_hazard, uses_keyword
 from gateway.service.schemas import ResolvedSchema
 
 PROBE = Path(__file__).with_name("outlines_probe.py")

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from gateway import errors
 from gateway.common.digest import canonical_digest, canonical_json
 from gateway.common.names import excerpt
-from gateway.service.schema_checks import (
+from gateway.common.schema_checks import (
     check_patterns,
     depth,
     external_refs,

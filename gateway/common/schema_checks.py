@@ -1,7 +1,8 @@
 """Checks on schemas a client sends, before anything compiles or runs them: nesting
 depth, regexes (invalid, huge, or open to catastrophic backtracking), integers the
 engine cannot carry, and remote references. Every walk is iterative, so hostile
-nesting cannot blow the stack.
+nesting cannot blow the stack. Serving checks request schemas with them, and training
+an adapter's answer schema, so an adapter never records one its gateway would refuse.
 """
 
 from __future__ import annotations
