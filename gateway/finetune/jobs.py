@@ -149,6 +149,11 @@ class JobStore:
         found = dict(rows)
         return {status: int(found.get(status, 0)) for status in (*ACTIVE, *ENDED)}
 
+    def unfinished(self) -> list[str]:
+        """Jobs the last process left ``running`` or ``validating_files``."""
+        rows = self._all("SELECT id FROM jobs WHERE status IN ('running', 'validating_files')", ())
+        return [job_id for (job_id,) in rows]
+
     def recover(self) -> list[str]:
         """At start-up: a job still ``running`` or ``validating_files`` lost its process
         with the previous gateway; it fails with code ``interrupted`` (jobs are not

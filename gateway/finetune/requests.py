@@ -150,6 +150,30 @@ def target_adapter(request: JobRequest, tenant: Tenant | None, base_name: str) -
     return name
 
 
+def check_ownership(
+    request: JobRequest, owner: str | None, adapter: str, found: tuple[bool, str | None]
+) -> None:
+    """A tenant fine-tunes into its own adapters (or a new name, which becomes its own)
+    and the operator's (private versions only), never another tenant's; and only its
+    own adapter's current version may change by ``promote_if``: a shared adapter serves
+    other tenants too. ``owner``: the tenant's jobs' owner (None without keys: the
+    operator); ``found``: (the adapter exists, its recorded owner; None: the operator's)."""
+    exists, recorded = found
+    if owner is None:  # no keys: the caller is the operator
+        return
+    if exists and recorded not in (None, owner):
+        raise errors.AdapterForbidden(
+            f"the adapter {excerpt(adapter)} belongs to another tenant", param="model"
+        )
+    if request.gateway.promote_if is not None and exists and recorded != owner:
+        raise errors.AdapterForbidden(
+            f"promote_if: {excerpt(adapter)} is a shared adapter (the operator's) and serves "
+            "other tenants; only the operator promotes its versions. Leave promote_if out "
+            "to train a version only your key can call",
+            param="gateway.promote_if",
+        )
+
+
 def version_name(job_id: str, suffix: str | None) -> str:
     """``ft-<suffix>-<12 hex of the job id>``: unique per job, a valid version name."""
     tail = job_id.rsplit("-", 1)[-1][:12]

@@ -72,7 +72,7 @@ class JobRunner:
         self.config = config
         self.metrics = metrics
         self.running: dict[str, Running] = {}
-        self.endings = Endings(jobs, registrar, config.store, config.tokens_per_day)
+        self.endings = Endings(jobs, registrar, config.jobs_dir, config.tokens_per_day)
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
 

@@ -22,10 +22,16 @@ from typing import Any
 from gateway import errors
 from gateway.config import Settings
 from gateway.finetune import runner as runner_module
-from gateway.finetune.endings import Registrar
+from gateway.finetune.endings import OPEN_OWNER, Registrar
 from gateway.finetune.files import FileStore
 from gateway.finetune.jobs import JobStore, new_id
-from gateway.finetune.requests import JobRequest, target_adapter, train_options, version_name
+from gateway.finetune.requests import (
+    JobRequest,
+    check_ownership,
+    target_adapter,
+    train_options,
+    version_name,
+)
 from gateway.finetune.runner import JobRunner, RunnerSettings
 from gateway.finetune.serving_first import ServingFirst
 from gateway.models import ModelInfo
@@ -35,7 +41,6 @@ from gateway.tenancy import Tenant
 from gateway.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
-OPEN_OWNER = "open"  # auth_mode none: one owner for every caller
 
 
 def owner_of(tenant: Tenant | None) -> str:
@@ -87,10 +92,7 @@ class FineTuning:
 
     def start(self) -> None:
         """Recover from the last run (jobs that were running fail), then start training."""
-        for job_id in self.jobs.recover():
-            log.warning("fine-tuning job %s was running when the gateway stopped: failed", job_id)
-            # its worker died with the gateway (worker.py): remove what it left in the store
-            self.runner.endings.discard(self.jobs.by_id(job_id))
+        self.runner.endings.recover()  # the registry's state says how each one ended
         self.runner.start()
 
     async def stop(self) -> None:
@@ -106,6 +108,8 @@ class FineTuning:
             sources["validation"] = self.files.path(owner, request.validation_file)
         adapter = check_name(target_adapter(request, tenant, self.settings.served_model_name),
                              "name")  # fmt: skip
+        found = self.runner.endings.registrar.adapter_owner(adapter)  # who owns it, if anyone
+        check_ownership(request, owner if tenant else None, adapter, found)
         job_id = new_id("ftjob")
         version = version_name(job_id, request.suffix)
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)

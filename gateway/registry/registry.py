@@ -14,9 +14,7 @@ import contextlib
 import copy
 import itertools
 import logging
-import os
 import random
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +24,7 @@ from typing import Any
 from gateway import errors
 from gateway.engine.types import EngineClient, LoraRef
 from gateway.registry import state as st
+from gateway.registry.leftovers import remove_folder, remove_unregistered, sweep_trash
 from gateway.registry.residency import Residency
 from gateway.registry.store import AdapterStore, AdapterVersion, check_name
 from gateway.registry.upload import install_archive
@@ -45,6 +44,7 @@ class AdapterRegistry:
         self._lora_ids: dict[tuple[str, str], int] = {}
         self._next_id = itertools.count(1)  # never reused, as vLLM requires
         self._locks: dict[str, asyncio.Lock] = {}
+        self._writing: set[asyncio.Future[None]] = set()  # state writes not yet ended
         # Shared mode (Postgres + object storage): uploads a new version's files and
         # stages its record in the state before the commit that registers it.
         self.publisher: Callable[[AdapterVersion], Any] | None = None
@@ -59,7 +59,10 @@ class AdapterRegistry:
 
     # start-up -------------------------------------------------------------------------
     def recover(self) -> list[str]:
-        """Re-validate every persisted version; unusable ones are dropped with a warning."""
+        """Re-validate every persisted version; unusable ones are dropped with a warning.
+        Trash a delete killed half-way left behind goes first."""
+        if swept := sweep_trash(self.store):
+            log.warning("registry: removed %d half-deleted version folders", swept)
         problems: list[str] = []
         aliases = self.state.snapshot()
         for name, alias in list(aliases.items()):
@@ -133,11 +136,15 @@ class AdapterRegistry:
             self.residency.release(ref.lora_id)
 
     # mutations (admin API) ------------------------------------------------------------
-    async def register(self, name: str, version: str) -> dict[str, Any]:
+    async def register(
+        self, name: str, version: str, owner: str | None = None, score: dict | None = None
+    ) -> dict[str, Any]:
+        """``owner``: the tenant whose job made it (None: the operator); ``score``: what
+        the job measured on its held-out data (``st.promotion_refusal`` compares them)."""
         async with self._lock(name):
             found = self.store.inspect(name, version)
             aliases = self.state.snapshot()
-            if not st.add_version(aliases, name, version):
+            if not st.add_version(aliases, name, version, owner, score):
                 raise errors.Conflict(f"{name}/{version} is already registered")
             await self._publish(found)
             await self._commit(aliases, "register")
@@ -158,13 +165,27 @@ class AdapterRegistry:
 
     async def promote(self, name: str, version: str) -> dict[str, Any]:
         async with self._lock(name):
+            return await self._promote(name, version)
+
+    async def promote_earned(self, name: str, version: str, owner: str | None) -> str | None:
+        """A fine-tuning job's promotion: done, and None, only if ``st.promotion_refusal``
+        finds none (checked under the name's lock, against the state of that moment);
+        otherwise the reason, and nothing changes."""
+        async with self._lock(name):
             check_name(version, "version")
-            aliases = self.state.snapshot()
-            previous = st.promote(aliases, name, version)
-            await self._on_disk(self._versions[(name, version)])
-            await self.residency.load(self.lora_ref(self._versions[(name, version)]))
-            await self._commit(aliases, "promote")  # warm first, then switch: no cold start
-            return {"name": name, "previous": previous, "current": version}
+            refusal = st.promotion_refusal(self.state.snapshot(), name, version, owner)
+            if refusal is None:
+                await self._promote(name, version)
+            return refusal
+
+    async def _promote(self, name: str, version: str) -> dict[str, Any]:
+        check_name(version, "version")
+        aliases = self.state.snapshot()
+        previous = st.promote(aliases, name, version)
+        await self._on_disk(self._versions[(name, version)])
+        await self.residency.load(self.lora_ref(self._versions[(name, version)]))
+        await self._commit(aliases, "promote")  # warm first, then switch: no cold start
+        return {"name": name, "previous": previous, "current": version}
 
     async def set_canary(self, name: str, version: str | None, weight: float) -> dict[str, Any]:
         """Send ``weight`` of ``name``'s requests to ``version`` (None ends the canary)."""
@@ -190,6 +211,33 @@ class AdapterRegistry:
     def is_registered(self, name: str, version: str) -> bool:
         return (name, version) in self._versions
 
+    def is_persisted(self, name: str, version: str) -> bool:
+        """Registered in the state on disk (or in Postgres): what survives a crash."""
+        alias = self.state.aliases.get(name)
+        return alias is not None and version in alias.versions
+
+    def current_of(self, name: str) -> str | None:
+        alias = self.state.aliases.get(name)
+        return None if alias is None else alias.current
+
+    def adapter_owner(self, name: str) -> tuple[bool, str | None]:
+        """(whether ``name`` exists, its owner: a tenant, or None for the operator)."""
+        alias = self.state.aliases.get(name)
+        return (False, None) if alias is None else (True, alias.owner)
+
+    def discard_unregistered(self, name: str, version: str) -> list[str]:
+        """Remove what a stopped publisher (a fine-tuning job) left for ``name/version``,
+        unless that version is registered: then nothing is touched. Synchronous on the
+        event loop thread, so no mutation of this registry interleaves with it; a
+        registration in flight for the same name (its lock held) is left alone too."""
+        lock = self._locks.get(name)
+        if self.is_persisted(name, version) or self.is_registered(name, version):
+            return []
+        if self._writing or (lock is not None and lock.locked()):
+            log.warning("registry: %s/%s is being changed; its leftovers stay", name, version)
+            return []
+        return remove_unregistered(self.store, name, version)
+
     async def load(self, name: str, version: str | None = None) -> dict[str, Any]:
         found = self.version(name, version)
         await self._on_disk(found)
@@ -210,9 +258,7 @@ class AdapterRegistry:
             await self.residency.unload(self._lora_ids[(name, version)])
             await self._commit(aliases, "delete_version")
             del self._versions[(name, version)]
-            trash = found.path.with_name(f".deleted-{version}-{os.getpid()}-{time.time_ns()}")
-            os.replace(found.path, trash)  # atomic: the version vanishes whole
-            shutil.rmtree(trash, ignore_errors=True)
+            remove_folder(found.path)  # atomic: the version vanishes whole
             current = aliases[name].current if name in aliases else None
             return {"deleted": f"{name}/{version}", "current": current}
 
@@ -233,10 +279,7 @@ class AdapterRegistry:
                 await self.residency.unload(lora_id)
             await self._commit(aliases, "delete")
             for version in versions:
-                found = self._versions.pop((name, version))
-                trash = found.path.with_name(f".deleted-{version}-{os.getpid()}-{time.time_ns()}")
-                os.replace(found.path, trash)  # atomic: each version vanishes whole
-                shutil.rmtree(trash, ignore_errors=True)
+                remove_folder(self._versions.pop((name, version)).path)  # each whole
             with contextlib.suppress(OSError):
                 (self.store.root / name).rmdir()  # only if nothing else is there
             return {"deleted": name, "versions": versions}
@@ -351,8 +394,14 @@ class AdapterRegistry:
             await asyncio.to_thread(self.publisher, found)
 
     async def _commit(self, aliases: dict[str, st.AliasState], action: str) -> None:
-        """The write happens in a thread: a database round trip must not stall requests."""
-        await asyncio.to_thread(self.state.commit, aliases, action)
+        """The write happens in a thread: a database round trip must not stall requests.
+        A cancelled caller does not stop that thread, so the write is tracked until it
+        really ends (``discard_unregistered`` waits for none in flight)."""
+        loop = asyncio.get_running_loop()
+        write = loop.run_in_executor(None, self.state.commit, aliases, action)
+        self._writing.add(write)
+        write.add_done_callback(self._writing.discard)
+        await asyncio.shield(write)
 
     def _remember(self, found: AdapterVersion) -> AdapterVersion:
         key = (found.name, found.version)

@@ -31,6 +31,13 @@ class AliasState:
     canary: str | None = None  # a second version that takes ``canary_weight`` of requests
     canary_weight: float = 0.0
     rev: int = 0  # the shared store's row version (0: not stored there yet; files: unused)
+    # The tenant whose fine-tuning job made the adapter (its first version); None: the
+    # operator's (config, admin API, upload). Only an owner's jobs may promote.
+    owner: str | None = None
+    # What a job measured of a version: {"held_out": <key of the validation data>,
+    # "accuracy": <float>}. A job promotes only over a current version scored on the
+    # same held-out data, so the two numbers are comparable.
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -38,6 +45,10 @@ class AliasState:
         }  # fmt: skip
         if self.canary is not None:
             body.update(canary=self.canary, canary_weight=self.canary_weight)
+        if self.owner is not None:
+            body["owner"] = self.owner
+        if self.scores:
+            body["scores"] = self.scores
         return body
 
 
@@ -65,6 +76,8 @@ class RegistryState:
                     history=list(alias["history"]),
                     canary=alias.get("canary"),
                     canary_weight=float(alias.get("canary_weight", 0.0)),
+                    owner=_text_or_none(alias.get("owner")),
+                    scores=_scores(alias.get("scores", {})),
                 )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"registry state {path} is unreadable: {exc}") from exc
@@ -83,6 +96,22 @@ class RegistryState:
         self.aliases = aliases
 
 
+def _text_or_none(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"owner {value!r} is not a name")
+    return value
+
+
+def _scores(raw: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(raw, dict):
+        raise ValueError("scores must be an object")
+    for version, score in raw.items():
+        if not (isinstance(score, dict) and isinstance(score.get("held_out"), str)
+                and isinstance(score.get("accuracy"), int | float)):  # fmt: skip
+            raise ValueError(f"score of {version!r} must have held_out and accuracy")
+    return {str(k): dict(v) for k, v in raw.items()}
+
+
 def _remove_stale_temp_files(path: Path, min_age_s: float = 60) -> None:
     """A writer killed between temp file and rename leaves its temp file behind."""
     now = time.time()
@@ -92,11 +121,28 @@ def _remove_stale_temp_files(path: Path, min_age_s: float = 60) -> None:
                 stale.unlink()
 
 
-def add_version(aliases: dict[str, AliasState], name: str, version: str) -> bool:
-    """Register ``version``; the first version of a name becomes current. True if new."""
-    alias = aliases.setdefault(name, AliasState())
+def add_version(
+    aliases: dict[str, AliasState],
+    name: str,
+    version: str,
+    owner: str | None = None,
+    score: dict[str, Any] | None = None,
+) -> bool:
+    """Register ``version``; the first version of a name becomes current. True if new.
+
+    ``owner``: the tenant whose job made it (None: the operator). A new name becomes
+    that tenant's; a tenant adds versions only to its own adapters or the operator's
+    (there they stay its private versions: only the operator promotes them)."""
+    alias = aliases.get(name)
+    if alias is not None and owner is not None and alias.owner not in (None, owner):
+        raise errors.AdapterForbidden(
+            f"the adapter {name!r} belongs to another tenant", param="model"
+        )
+    alias = aliases.setdefault(name, AliasState(owner=owner))
     if version in alias.versions:
         return False
+    if score is not None:
+        alias.scores[version] = score
     alias.versions.append(version)
     if alias.current is None:
         alias.current = version
@@ -114,6 +160,35 @@ def promote(aliases: dict[str, AliasState], name: str, version: str) -> str | No
         alias.current = version
     alias.canary, alias.canary_weight = None, 0.0  # a promotion ends any canary
     return previous
+
+
+def promotion_refusal(
+    aliases: dict[str, AliasState], name: str, version: str, owner: str | None
+) -> str | None:
+    """Why a job of ``owner`` may not make ``version`` current (None: it may).
+
+    Only the adapter's owner promotes (a shared adapter is the operator's), and only a
+    version at least as good as the current one on the same held-out data: both scored
+    by a job on identical validation data (same content and answer format). A current
+    version with no such score is never replaced by a job: there is nothing to compare."""
+    alias = _alias(aliases, name)
+    if version not in alias.versions:
+        return f"{name} has no version {version}"
+    if alias.owner != owner:
+        whose = "the operator's" if alias.owner is None else "another tenant's"
+        return f"{name} is {whose} adapter; only its owner promotes"
+    if alias.current in (None, version):
+        return None
+    new, old = alias.scores.get(version), alias.scores.get(alias.current)
+    if new is None:
+        return f"{name}@{version} has no score on held-out data"
+    if old is None or old["held_out"] != new["held_out"]:
+        return (f"the current version {alias.current} was not scored on this job's "
+                "held-out data, so the two cannot be compared")  # fmt: skip
+    if new["accuracy"] < old["accuracy"]:
+        return (f"its held-out accuracy {new['accuracy']:.3f} is below the current version "
+                f"{alias.current}'s {old['accuracy']:.3f} on the same data")  # fmt: skip
+    return None
 
 
 def set_canary(
@@ -157,6 +232,7 @@ def remove_version(aliases: dict[str, AliasState], name: str, version: str) -> N
         raise errors.Conflict(f"{name}/{version} is the alias's canary; end the canary first")
     alias.versions.remove(version)
     alias.history = [v for v in alias.history if v != version]
+    alias.scores.pop(version, None)
     if not alias.versions:
         del aliases[name]
 

@@ -45,10 +45,12 @@ class Setup:
         )  # fmt: skip
         self.runner = JobRunner(self.jobs, self.registry, replace(settings, **config), self.metrics)
 
-    def submit(self, suffix: str, **gateway: Any) -> dict[str, Any]:
+    def submit(self, suffix: str, validation: str | None = None, **gateway: Any) -> dict[str, Any]:
         record = self.jobs.insert(job(suffix=suffix, **gateway))
         folder = self.runner.config.jobs_dir / record["id"]
         folder.mkdir(parents=True)
+        if validation is not None:  # the job's copy of its validation file
+            (folder / "validation.jsonl").write_text(validation)
         train = {"name": "acme-intents", "version": record["gateway"]["version"],
                  "out_root": str(self.store)}  # fmt: skip
         (folder / "train.json").write_text(json.dumps(train))
@@ -112,7 +114,12 @@ async def test_a_job_is_registered_but_not_promoted(setup: Setup) -> None:
 async def test_promotion_only_when_the_evaluation_meets_the_bar(
     setup: Setup, suffix: str, promoted: bool
 ) -> None:
-    record = setup.submit(suffix, promote_if={"min_accuracy": 0.8})
+    record = setup.submit(suffix, validation="held-out rows", promote_if={"min_accuracy": 0.8})
+    # the tenant's own adapter, its current version scored 0.7 on the same held-out file
+    aliases = setup.registry.state.snapshot()
+    score = setup.runner.endings.score(record, {"evaluation": {"valid_accuracy": 0.7}})
+    aliases["acme-intents"].owner, aliases["acme-intents"].scores["v1"] = "acme", score
+    setup.registry.state.commit(aliases)
     done = await setup.ended(record)
     assert done["gateway"]["promoted"] is promoted
     current = setup.registry.current("acme-intents").version

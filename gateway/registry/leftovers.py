@@ -1,0 +1,58 @@
+"""Removing what is in the adapter store but not registered: the one place, beside the
+registry's own deletes, where folders under the store go away.
+
+Its caller is the registry, which first checks its persisted state: a version the
+registry lists is never passed here. Each folder leaves atomically (a rename to a
+hidden ``.deleted-*`` name, then the files), so a crash leaves the whole folder or a
+hidden trash folder, which ``sweep_trash`` removes at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from gateway.registry.store import AdapterStore
+
+TRASH_PREFIX = ".deleted-"
+
+
+def remove_folder(folder: Path) -> None:
+    """Make ``folder`` vanish whole (a rename), then delete its files."""
+    trash = folder.with_name(f"{TRASH_PREFIX}{folder.name}-{os.getpid()}-{time.time_ns()}")
+    try:
+        os.replace(folder, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_unregistered(store: AdapterStore, name: str, version: str) -> list[str]:
+    """``name/version``'s folder and its publishers' staging folders; then the name's
+    folder if nothing else is in it. Returns what was removed (relative names)."""
+    folder = store.version_dir(name, version)  # refuses names that leave the store
+    parent = folder.parent
+    removed = []
+    for leftover in [folder, *parent.glob(f".staging-{version}-*")]:
+        if leftover.is_dir() and not leftover.is_symlink():
+            remove_folder(leftover)
+            removed.append(f"{name}/{leftover.name}")
+    with contextlib.suppress(OSError):
+        parent.rmdir()  # only if empty: another version keeps it
+    return removed
+
+
+def sweep_trash(store: AdapterStore) -> int:
+    """At start-up: trash folders a delete killed half-way left behind (never served:
+    their version was unregistered, or never registered, before the rename)."""
+    count = 0
+    if not store.root.is_dir():
+        return 0
+    for trash in store.root.glob(f"*/{TRASH_PREFIX}*"):
+        if trash.is_dir() and not trash.is_symlink():
+            shutil.rmtree(trash, ignore_errors=True)
+            count += 1
+    return count
