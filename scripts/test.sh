@@ -3,7 +3,7 @@
 # tests that start the real gateway with the real vLLM engine and model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --dev  # the server, the dev extra and the tools package (tools/)
 # Debian's packages: a real Prometheus server (and promtool) for the metrics tests,
 # Chromium (with a font) for the console's browser tests; Playwright drives that Chromium
 # and never downloads a browser of its own.
