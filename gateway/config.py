@@ -562,6 +562,12 @@ class Settings(BaseSettings):
                 "state_backend=postgres needs state_database_url and object_store_url: "
                 "replicas share adapter records in Postgres and their files in object storage"
             )
+        if self.shared_state and self.finetune_dir is not None:
+            raise ValueError(
+                "finetune_dir cannot be used with state_backend=postgres: fine-tuning files and "
+                "jobs live on one replica's disk, so other replicas would not see them; unset "
+                "finetune_dir (docs/scaling.md)"
+            )
         if self.object_store_url is not None and not self.object_store_url.startswith("s3://"):
             raise ValueError("object_store_url must look like s3://bucket/prefix")
         if self.rate_limit_backend == "redis" and self.redis_url is None:
