@@ -511,6 +511,45 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds a cancelled worker has to stop after SIGTERM before SIGKILL.",
     )
+    finetune_max_files_per_tenant: int = Field(
+        default=100,
+        ge=1,
+        description="Files one tenant may keep in /v1/files; one more gets 429 quota_exceeded.",
+    )
+    finetune_max_bytes_per_tenant: int = Field(
+        default=500_000_000,
+        ge=1024,
+        description="Bytes of files one tenant may keep in /v1/files; an upload past it gets "
+        "429 quota_exceeded.",
+    )
+    finetune_jobs_per_hour: int = Field(
+        default=10,
+        ge=1,
+        description="Fine-tuning jobs one tenant may create in any hour, cancelled ones "
+        "included; one more gets 429 rate_limited with Retry-After.",
+    )
+    finetune_job_retention_hours: float = Field(
+        default=168,
+        ge=0,
+        allow_inf_nan=False,
+        description="Hours a succeeded job's work folder (its copies of the training files, "
+        "checkpoints, log) is kept; its adapter version stays. A cancelled or failed job's "
+        "folder is removed when it ends.",
+    )
+    finetune_orphan_grace_s: float = Field(
+        default=3600,
+        ge=0,
+        allow_inf_nan=False,
+        description="At start-up, upload files and job folders that no record names are "
+        "removed once older than this (what a crash left).",
+    )
+    finetune_upload_check_timeout_s: float = Field(
+        default=300,
+        gt=0,
+        allow_inf_nan=False,
+        description="Longest an upload may take to be read by the training readers (in a "
+        "child process); past it the upload is refused (500) and removed.",
+    )
 
     @classmethod
     def settings_customise_sources(

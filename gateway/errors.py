@@ -305,6 +305,20 @@ class JobLimitReached(RateLimited):
     code = "fine_tuning_job_limit"
 
 
+class QuotaExceeded(RateLimited):
+    """The tenant's fine-tuning storage is full (``finetune_max_files_per_tenant``,
+    ``finetune_max_bytes_per_tenant``): deleting files frees it, waiting does not."""
+
+    code = "quota_exceeded"
+    retryable = False
+
+
+class UploadInProgress(RateLimited):
+    """The tenant has an upload being read; one at a time per tenant."""
+
+    code = "upload_in_progress"
+
+
 class TrainingTokensExceeded(RateLimited):
     """The tenant's training tokens of the last 24 hours reached ``finetune_tokens_per_day``."""
 

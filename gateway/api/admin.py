@@ -26,6 +26,7 @@ from gateway.api.protocol import ErrorResponse
 from gateway.common.names import excerpt, require_name
 from gateway.registry.store import check_name, parse_store_path
 from gateway.tenancy import Tenant, TenantSettings, generate_key, hash_key
+from gateway.tenancy.tenants import check_tenant_name, new_tenant_id
 
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 503)}
 log = logging.getLogger(__name__)
@@ -150,13 +151,15 @@ async def list_tenants(services: ServicesDep) -> dict[str, Any]:
 
 @router.put("/tenants/{name}")
 async def put_tenant(name: str, body: TenantSettings, services: ServicesDep) -> dict[str, Any]:
-    """Create (with a new key, returned once) or update a tenant's settings."""
+    """Create (with a new key, returned once, and a new id) or update a tenant's settings."""
     require_name(name, "name")
     _check_escalation_labels(body, services)
     existing = services.tenants.get(name)
+    if existing is None:
+        check_tenant_name(name)
     key = None if existing else generate_key()
     hashes = existing.key_hashes if existing else [hash_key(key or "")]
-    tenant = _tenant(name, hashes, body)
+    tenant = _tenant(name, hashes, body, existing.id if existing else new_tenant_id())
     services.tenants.upsert(tenant)
     result: dict[str, Any] = {"tenant": _public(tenant), "created": existing is None}
     if key is not None:
@@ -173,9 +176,16 @@ async def issue_key(name: str, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.delete("/tenants/{name}")
-async def delete_tenant(name: str, services: ServicesDep) -> dict[str, Any]:
+async def delete_tenant(name: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+    """The tenant, its keys, and (with fine-tuning on) its files, jobs and the versions its
+    jobs made that no alias serves: a later tenant of the same name starts empty."""
     require_name(name, "name")
-    return {"tenant": name, "deleted": services.tenants.delete(name)}
+    tenant = services.tenants.get(name)
+    result: dict[str, Any] = {"tenant": name, "deleted": services.tenants.delete(name)}
+    finetune = getattr(request.app.state, "finetune", None)
+    if tenant is not None and finetune is not None:
+        result["removed"] = await finetune.forget(tenant, services.adapters)
+    return result
 
 
 def evaluation_summary(manifest: dict[str, Any]) -> dict[str, float] | None:
@@ -210,9 +220,9 @@ def _version(body: OptionalVersion | None) -> str | None:
     return None if version is None else check_name(version, "version")
 
 
-def _tenant(name: str, hashes: list[str], spec: TenantSettings) -> Tenant:
+def _tenant(name: str, hashes: list[str], spec: TenantSettings, tenant_id: str | None) -> Tenant:
     try:
-        return Tenant(name=name, key_hashes=hashes, **spec.model_dump())
+        return Tenant(name=name, key_hashes=hashes, id=tenant_id, **spec.model_dump())
     except ValueError as exc:  # pydantic's ValidationError: a bad name or default adapter
         raise errors.InvalidRequest(f"invalid tenant: {exc}") from exc
 

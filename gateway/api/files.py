@@ -1,8 +1,9 @@
 """OpenAI's files API (``/v1/files``) for fine-tuning data, scoped to the caller's tenant.
 
-An upload is read whole (its size is capped by ``finetune_max_file_bytes`` before the
-body is buffered) and checked off the event loop, since reading a large file with the
-training readers takes a moment. Another tenant's file is answered 404.
+The body's size is capped (``finetune_max_file_bytes``) before it is received; the upload
+is then streamed to disk in a thread and read by the training readers in a child process
+(``gateway.finetune.files``), so the event loop never holds or parses it. Another
+tenant's file is answered 404.
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ async def upload(
     tenant: TenantDep,
     ft: FineTuningDep,
 ) -> dict[str, Any]:
-    content = await file.read()
     name = file.filename or "upload.jsonl"
-    return await asyncio.to_thread(ft.files.create, owner_of(tenant), name, purpose, content)
+    return await asyncio.to_thread(ft.upload, tenant, name, purpose, file.file)
 
 
 @router.get("")
@@ -55,7 +55,7 @@ async def get_file(file_id: str, tenant: TenantDep, ft: FineTuningDep) -> dict[s
 
 @router.delete("/{file_id}")
 async def delete_file(file_id: str, tenant: TenantDep, ft: FineTuningDep) -> dict[str, Any]:
-    return ft.files.delete(owner_of(tenant), file_id)
+    return await asyncio.to_thread(ft.delete_file, tenant, file_id)
 
 
 @router.get("/{file_id}/content", response_class=Response)

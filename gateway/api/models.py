@@ -50,6 +50,6 @@ def own_versions(services: ServicesDep, tenant: TenantDep, name: str, base: str)
             parent=base, calibrated=found.calibrated,
         )
         for version in alias.versions
-        if version != alias.current and owner_of(name, version) == tenant.name
+        if version != alias.current and owner_of(name, version) == tenant.owner_id
         for found in [services.adapters.version(name, version)]
     ]  # fmt: skip

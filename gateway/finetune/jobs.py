@@ -132,6 +132,42 @@ class JobStore:
         query = f"SELECT COUNT(*) FROM jobs WHERE owner = ? AND status IN ({marks})"
         return int(self._one(query, (owner, *ACTIVE))[0])  # type: ignore[index]
 
+    def created_since(self, owner: str, since: float) -> tuple[int, int | None]:
+        """How many jobs ``owner`` created since ``since`` (cancelled ones too), and when
+        the oldest of them was created."""
+        row = self._one(
+            "SELECT COUNT(*), MIN(json_extract(body, '$.created_at')) FROM jobs "
+            "WHERE owner = ? AND json_extract(body, '$.created_at') >= ?",
+            (owner, int(since)),
+        )
+        count, oldest = row  # type: ignore[misc]
+        return int(count), None if oldest is None else int(oldest)
+
+    def of_owner(self, owner: str) -> list[dict[str, Any]]:
+        rows = self._all("SELECT body FROM jobs WHERE owner = ? ORDER BY seq", (owner,))
+        return [json.loads(body) for (body,) in rows]
+
+    def ended(self) -> list[tuple[str, str, str, int]]:
+        """Every ended job: id, owner, status and when it ended."""
+        marks = ", ".join("?" * len(ENDED))
+        query = f"SELECT id, owner, status, finished_at FROM jobs WHERE status IN ({marks})"
+        return [(i, o, s, int(f or 0)) for i, o, s, f in self._all(query, ENDED)]
+
+    def ids(self) -> set[str]:
+        return {job_id for (job_id,) in self._all("SELECT id FROM jobs", ())}
+
+    def delete_owner(self, owner: str, keep: set[str]) -> int:
+        """Remove ``owner``'s jobs with their events and checkpoints, but those in ``keep``
+        (a job whose version an alias still serves names that version's owner)."""
+        with self._lock:
+            gone = [j for (j,) in self._all("SELECT id FROM jobs WHERE owner = ?", (owner,))
+                    if j not in keep]  # fmt: skip
+            for job_id in gone:
+                for table in ("events", "checkpoints"):
+                    self._db.execute(f"DELETE FROM {table} WHERE job_id = ?", (job_id,))
+                self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return len(gone)
+
     def tokens_today(self, owner: str) -> tuple[int, int | None]:
         """Training tokens of ``owner``'s jobs running or ended in the last 24 hours, and
         when the oldest of those ended jobs leaves that window (None if none will)."""

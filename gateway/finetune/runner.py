@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,8 @@ class JobRunner:
         self.config = config
         self.metrics = metrics
         self.running: dict[str, Running] = {}
+        # called with a job's id once it has its final status (its folder is cleaned up)
+        self.on_end: Callable[[str], None] | None = None
         self.endings = Endings(jobs, registrar, config.jobs_dir, config.tokens_per_day)
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -102,6 +105,7 @@ class JobRunner:
         else:  # validating or queued: nothing runs yet
             self.jobs.move(job_id, "cancelled")
             self.jobs.add_event(job_id, "Job cancelled before it started")
+            self.ended(job_id)
             self.refresh_metrics()
 
     def refresh_metrics(self) -> None:
@@ -166,8 +170,16 @@ class JobRunner:
             if self.serving is not None and running.process is not None:
                 self.serving.remove(running.process.pid)
             self.running.pop(job_id, None)
+            self.ended(job_id)
             running.done.set()
             self.refresh_metrics()
+
+    def ended(self, job_id: str) -> None:
+        if self.on_end is not None:
+            try:
+                self.on_end(job_id)
+            except Exception:  # cleaning up is not worth a stopped queue
+                log.exception("fine-tuning job %s: cleaning up after it failed", job_id)
 
     async def _launch(self, folder: Path) -> asyncio.subprocess.Process:
         train = json.loads((folder / "train.json").read_text(encoding="utf-8"))

@@ -10,6 +10,7 @@ tokenizer and run first thing in the worker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -17,14 +18,15 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 from gateway import errors
 from gateway.config import Settings
 from gateway.finetune import runner as runner_module
 from gateway.finetune.endings import OPEN_OWNER, Registrar
 from gateway.finetune.files import FileStore
-from gateway.finetune.jobs import JobStore, new_id
+from gateway.finetune.housekeeping import Housekeeping
+from gateway.finetune.jobs import ACTIVE, JobStore, new_id
 from gateway.finetune.requests import (
     JobRequest,
     check_ownership,
@@ -41,10 +43,27 @@ from gateway.tenancy import Tenant
 from gateway.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
+HOUR_S = 3600
 
 
 def owner_of(tenant: Tenant | None) -> str:
+    """Files and jobs are keyed by the tenant's id: a later tenant of the same name gets
+    another id, so it never sees what a deleted one left (issue 33)."""
+    return tenant.owner_id if tenant is not None else OPEN_OWNER
+
+
+def label_of(tenant: Tenant | None) -> str:
     return tenant.name if tenant is not None else OPEN_OWNER
+
+
+class VersionDeleter(Protocol):
+    """What deleting a tenant needs of the adapter registry."""
+
+    def adapter_owner(self, name: str) -> tuple[bool, str | None]: ...
+
+    async def delete(self, name: str, version: str) -> dict[str, Any]: ...
+
+    async def delete_adapter(self, name: str) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -53,6 +72,7 @@ class FineTuning:
     files: FileStore
     jobs: JobStore
     runner: JobRunner
+    housekeeping: Housekeeping
 
     @classmethod
     def build(
@@ -82,27 +102,98 @@ class FineTuning:
             max_running=settings.finetune_max_running_jobs, command=runner_module.WORKER,
         )  # fmt: skip
         jobs = JobStore(root / "jobs.sqlite")
-        files = FileStore(root / "files", settings.finetune_max_file_bytes)
+        files = FileStore(
+            root / "files", settings.finetune_max_file_bytes,
+            max_files=settings.finetune_max_files_per_tenant,
+            max_total_bytes=settings.finetune_max_bytes_per_tenant,
+            check_timeout_s=settings.finetune_upload_check_timeout_s,
+        )  # fmt: skip
         serving = (
             ServingFirst(settings.finetune_resume_after_idle_s, settings.finetune_min_share)
             if settings.finetune_yield_to_serving else None
         )  # fmt: skip
         runner = JobRunner(jobs, registrar, config, metrics, serving)
-        return cls(settings, files, jobs, runner)
+        housekeeping = Housekeeping(
+            jobs, files, config.jobs_dir, metrics,
+            retention_s=settings.finetune_job_retention_hours * 3600,
+            grace_s=settings.finetune_orphan_grace_s,
+        )  # fmt: skip
+        runner.on_end = housekeeping.job_ended
+        return cls(settings, files, jobs, runner, housekeeping)
 
     def start(self) -> None:
         """Recover from the last run (jobs that were running fail), then start training."""
         self.runner.endings.recover()  # the registry's state says how each one ended
+        self.housekeeping.sweep_orphans()  # after recovery: it reads the jobs' folders
+        self.housekeeping.sweep()
         self.runner.start()
 
     async def stop(self) -> None:
         await self.runner.stop()
         self.jobs.close()
 
+    # files -------------------------------------------------------------------------------
+    def upload(
+        self, tenant: Tenant | None, filename: str, purpose: str, source: BinaryIO | bytes
+    ) -> dict[str, Any]:
+        """Blocking (streams to disk, then a child process reads it): run in a thread."""
+        record = self.files.create(owner_of(tenant), filename, purpose, source)
+        self.housekeeping.record(owner_of(tenant), label_of(tenant))
+        return record
+
+    def delete_file(self, tenant: Tenant | None, file_id: str) -> dict[str, Any]:
+        deleted = self.files.delete(owner_of(tenant), file_id)
+        self.housekeeping.record(owner_of(tenant), label_of(tenant))
+        return deleted
+
+    async def forget(self, tenant: Tenant, registry: VersionDeleter) -> dict[str, Any]:
+        """A deleted tenant's jobs (running ones cancelled), files, job folders, the
+        adapters it owns (made by its jobs) and the versions its jobs added to others'
+        adapters. A version another adapter's alias serves now is everyone's and stays."""
+        owner = tenant.owner_id
+        for job in sorted(self.jobs.of_owner(owner), key=lambda j: j["status"] == "running"):
+            if job["status"] in ACTIVE:  # queued ones first: none starts meanwhile
+                with contextlib.suppress(errors.JobNotCancellable):
+                    await self.runner.cancel(job["id"])
+        made = [j for j in self.jobs.of_owner(owner) if j["status"] == "succeeded"]
+        names = {j["gateway"]["adapter"] for j in made}
+        own = sorted(n for n in names if registry.adapter_owner(n) == (True, owner))
+        adapters, removed, kept = [], [], []
+        for name in own:
+            try:
+                await registry.delete_adapter(name)
+                adapters.append(name)
+            except errors.GatewayError as exc:  # requests running on it: the operator's call
+                log.warning("tenant %s deleted; its adapter %s stays: %s", tenant.name, name, exc)
+        for job in made:
+            name, version = job["gateway"]["adapter"], job["gateway"]["version"]
+            if name in adapters:
+                removed.append(f"{name}@{version}")
+                continue
+            try:
+                await registry.delete(name, version)
+                removed.append(f"{name}@{version}")
+            except errors.AdapterNotFound:
+                pass  # already deleted by the operator
+            except errors.GatewayError as exc:  # the current version: everyone's now
+                log.warning("tenant %s deleted; %s@%s stays: %s", tenant.name, name, version, exc)
+                kept.append(job["id"])
+        self.housekeeping.forget(owner)
+        versions_kept = [f"{j['gateway']['adapter']}@{j['gateway']['version']}"
+                         for j in self.jobs.of_owner(owner) if j["id"] in kept]  # fmt: skip
+        return {
+            "files": self.files.forget(owner),
+            "jobs": self.jobs.delete_owner(owner, keep=set(kept)),
+            "adapters": adapters,
+            "versions": removed,
+            "versions_kept": versions_kept,
+        }
+
     # jobs --------------------------------------------------------------------------------
     def create_job(self, tenant: Tenant | None, request: JobRequest) -> dict[str, Any]:
         owner = owner_of(tenant)
         self._check_limits(owner)
+        self.housekeeping.sweep()  # job folders past their retention
         sources = {"train": self.files.path(owner, request.training_file)}
         if request.validation_file is not None:
             sources["validation"] = self.files.path(owner, request.validation_file)
@@ -137,6 +228,7 @@ class FineTuning:
         job = self.jobs.move(job_id, "queued")
         self.jobs.add_event(job_id, "Files validated, moving job to queued state")
         self.runner.wake()
+        self.housekeeping.record(owner, label_of(tenant))
         return job
 
     async def cancel(self, owner: str, job_id: str) -> dict[str, Any]:
@@ -155,6 +247,14 @@ class FineTuning:
         return self.jobs.checkpoints(job_id, after, limit)
 
     def _check_limits(self, owner: str) -> None:
+        per_hour, now = self.settings.finetune_jobs_per_hour, time.time()
+        created, oldest = self.jobs.created_since(owner, now - HOUR_S)
+        if created >= per_hour:
+            raise errors.RateLimited(
+                f"you created {created} fine-tuning jobs in the last hour, the most allowed",
+                retry_after=max(1.0, (oldest or now) + HOUR_S - now),
+                reason="fine_tuning_job_creations",
+            )  # fmt: skip
         most = self.settings.finetune_max_active_jobs
         if self.jobs.active(owner) >= most:
             raise errors.JobLimitReached(

@@ -171,6 +171,11 @@ class GatewayMetrics:
             "Seconds training workers have been paused for serving since the gateway started.",
             registry=r,
         )  # fmt: skip
+        self.finetune_storage_bytes = Gauge(
+            "gateway_fine_tuning_storage_bytes",
+            "Bytes a tenant's fine-tuning files and job folders take on disk.",
+            ("tenant",), registry=r,
+        )  # fmt: skip
         self.build = Info("gateway_build", "Version, base model and engine settings.", registry=r)
         self.ready = Gauge("gateway_ready", "1 when the engine can generate.", registry=r)
         # shared state (state_backend=postgres, rate_limit_backend=redis)

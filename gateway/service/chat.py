@@ -88,7 +88,7 @@ class ChatService:
 
     def _someone_elses(self, name: str, version: str, tenant: Tenant) -> bool:
         owner = self.version_owner(name, version) if self.version_owner else None
-        if owner is None or owner == tenant.name:
+        if owner is None or owner == tenant.owner_id:  # jobs are keyed by id, not name
             return False
         alias = self.adapters.state.aliases.get(name)
         return alias is None or alias.current != version  # a current version is everyone's

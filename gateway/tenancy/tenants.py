@@ -4,10 +4,17 @@ Loaded from a YAML file (``{"tenants": [...]}``) holding only key *hashes*; the 
 API edits the same file, rewriting it whole and atomically, and adopts a change only
 after it is on disk. ``gateway keys new`` prints a fresh key and its hash, and
 ``gateway keys hash`` (key on stdin) the hash of an existing one.
+
+A tenant's files and fine-tuning jobs are kept under its ``id``, not its name: the admin
+API gives every tenant it creates a fresh random id, so a tenant created later under a
+deleted tenant's name never sees what the first one left. (A tenant written into the
+file by hand without an ``id`` is keyed by its name.) Names the gateway itself records as
+label values on ``/metrics`` are not tenant names, so no tenant's series mix with them.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +26,32 @@ from gateway import errors
 from gateway.calibration import EscalationPolicy
 from gateway.common.names import NAME_PATTERN, NAME_RULE, excerpt, is_valid_name
 from gateway.fileio import write_text_atomic
+from gateway.observability.metrics import INVALID, OTHER
 from gateway.tenancy.keys import HASH_RE, generate_key, hash_key
+
+TENANT_ID = r"^tn-[0-9a-f]{24}$"
+# Label values the gateway records itself (tests/unit/tenancy/test_tenant_ids.py reads them
+# from the code): the tenant of keyless and refused requests, auth_mode none's one owner,
+# the console's playground, LabelFolder's overflow and bad values, the base model and
+# inline schemas, an adapter not yet resolved. Compared case-insensitively.
+RESERVED_NAMES = frozenset(
+    {"unauthenticated", "open", "console", OTHER, INVALID, "none", "base", "inline",
+     "unresolved", "unknown", "admin"}
+)  # fmt: skip
+
+
+def new_tenant_id() -> str:
+    return f"tn-{secrets.token_hex(12)}"
+
+
+def check_tenant_name(name: str) -> None:
+    """A name the metrics already use for something else is refused (400)."""
+    if name.lower() in RESERVED_NAMES:
+        raise errors.InvalidRequest(
+            f"{name!r} is reserved: the gateway uses it as a label value on /metrics "
+            f"(reserved: {', '.join(sorted(RESERVED_NAMES))})",
+            param="name",
+        )
 
 
 class EscalationOverride(BaseModel):
@@ -113,6 +145,13 @@ class TenantSettings(BaseModel):
 class Tenant(TenantSettings):
     name: str = Field(pattern=NAME_PATTERN)
     key_hashes: list[str] = Field(min_length=1)
+    # Where its files and jobs are kept (``owner_id``); set once by the admin API.
+    id: str | None = Field(default=None, pattern=TENANT_ID)
+
+    @property
+    def owner_id(self) -> str:
+        """What the tenant's files, jobs and fine-tuned versions are keyed by."""
+        return self.id or self.name
 
     @field_validator("key_hashes")
     @classmethod
@@ -202,9 +241,15 @@ class TenantDirectory:
     def _index(self, tenants: list[Tenant]) -> tuple[dict[str, Tenant], dict[str, Tenant]]:
         by_name: dict[str, Tenant] = {}
         by_hash: dict[str, Tenant] = {}
+        owners: set[str] = set()
         for tenant in tenants:
             if tenant.name in by_name:
                 raise ValueError(f"tenant {tenant.name!r} is defined twice")
+            if tenant.name.lower() in RESERVED_NAMES:
+                raise ValueError(f"tenant name {tenant.name!r} is reserved (a /metrics label)")
+            if tenant.owner_id in owners:
+                raise ValueError(f"tenant {tenant.name!r}: its id is another tenant's")
+            owners.add(tenant.owner_id)
             by_name[tenant.name] = tenant
             if len(set(tenant.key_hashes)) != len(tenant.key_hashes):
                 raise ValueError(f"tenant {tenant.name!r} lists the same key twice")
@@ -235,5 +280,6 @@ class TenantDirectory:
 
 def _entry(tenant: Tenant) -> dict[str, Any]:
     """Name and keys first: the file is also read and edited by people."""
-    rest = tenant.model_dump(exclude_none=True, exclude={"name", "key_hashes"})
-    return {"name": tenant.name, "key_hashes": list(tenant.key_hashes), **rest}
+    rest = tenant.model_dump(exclude_none=True, exclude={"name", "id", "key_hashes"})
+    named = {"name": tenant.name, **({"id": tenant.id} if tenant.id else {})}
+    return {**named, "key_hashes": list(tenant.key_hashes), **rest}

@@ -24,6 +24,7 @@ from tests.unit.tenancy_setup import auth
 
 ACME, GLOBEX = "acme-key-0123456789abcdef", "globex-key-0123456789abcdef"
 INITECH = "initech-key-0123456789abcdef"
+ADMIN_KEY = "admin-key-0123456789abcdef"
 ROWS = b'{"text": "I was billed twice", "intent": "billing"}\n{"text": "hi", "intent": "other"}\n'
 ANSWER = '{"intent":"billing","confidence":0.9,"requires_human_agent":false}'
 
@@ -86,13 +87,13 @@ def create(client: TestClient, key: str, file_id: str, **fields: Any) -> Any:
 
 def ended(client: TestClient, key: str, job_id: str) -> dict[str, Any]:
     """Polls like an SDK user; the limit only stops a hung test."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         job = client.get(f"/v1/fine_tuning/jobs/{job_id}", headers=auth(key)).json()
         if job["status"] in ("succeeded", "failed", "cancelled"):
             return job
         time.sleep(0.01)
-    raise AssertionError(f"job {job_id} never ended")
+    raise AssertionError(f"job {job_id} never ended: {job}")
 
 
 def test_files_are_the_tenants_own(gateways: Gateways) -> None:
@@ -175,7 +176,7 @@ def test_a_queued_job_survives_a_restart(gateways: Gateways, tmp_path: Path) -> 
     running = create(client, ACME, file_id, suffix="hang").json()
     queued = create(client, ACME, file_id, suffix="ok").json()
     events = tmp_path / "finetune" / "jobs" / running["id"] / "events.jsonl"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not (events.exists() and "metrics" in events.read_text()):
         assert time.monotonic() < deadline, "the first job never started"
         time.sleep(0.01)
@@ -190,3 +191,120 @@ def test_the_api_is_off_without_a_folder(client: TestClient) -> None:
     res = client.get("/v1/files")
     assert res.status_code == 404 and res.json()["error"]["code"] == "fine_tuning_disabled"
     assert json.loads(res.text)["error"]["hint"]
+
+
+def folders(tmp_path: Path) -> list[str]:
+    jobs = tmp_path / "finetune" / "jobs"
+    return sorted(p.name for p in jobs.iterdir()) if jobs.is_dir() else []
+
+
+def storage_bytes(client: TestClient, tenant: str) -> float | None:
+    metrics = client.app.state.services.metrics  # type: ignore[attr-defined]
+    return metrics.registry.get_sample_value(
+        "gateway_fine_tuning_storage_bytes", {"tenant": tenant}
+    )
+
+
+def test_the_create_and_cancel_loop_is_stopped_and_leaves_no_folders(
+    gateways: Gateways, tmp_path: Path
+) -> None:
+    """Issue 33: 20 create-then-cancel rounds wrote about 1 GB of job folders in 8.6 s."""
+    client = gateways.start(finetune_jobs_per_hour=3)
+    file_id = upload(client, ACME).json()["id"]
+    for _ in range(3):
+        job = create(client, ACME, file_id, suffix="hang").json()
+        cancel = client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=auth(ACME))
+        assert cancel.json()["status"] == "cancelled"
+        assert job["id"] not in folders(tmp_path)  # its copies went with the cancel
+    res = create(client, ACME, file_id, suffix="hang")
+    assert res.status_code == 429 and res.json()["error"]["code"] == "rate_limited"
+    assert int(res.headers["retry-after"]) > 60  # the oldest of the hour's jobs ages out
+    assert folders(tmp_path) == []
+    other = create(client, GLOBEX, upload(client, GLOBEX).json()["id"],
+                   gateway={"adapter": "globex-intents"}, suffix="hang")  # fmt: skip
+    assert other.status_code == 200, other.text  # per tenant
+
+
+def test_job_folders_go_when_a_job_fails_and_after_the_retention_when_it_succeeds(
+    gateways: Gateways, tmp_path: Path
+) -> None:
+    client = gateways.start(finetune_job_retention_hours=0)
+    file_id = upload(client, ACME).json()["id"]
+    failed = ended(client, ACME, create(client, ACME, file_id, suffix="crash").json()["id"])
+    assert failed["status"] == "failed" and failed["id"] not in folders(tmp_path)
+    done = ended(client, ACME, create(client, ACME, file_id, suffix="ok").json()["id"])
+    assert done["status"] == "succeeded"
+    create(client, ACME, file_id, suffix="hang")  # each creation sweeps what is due
+    assert done["id"] not in folders(tmp_path)
+    res = client.post("/v1/classify", json={"text": "refund", "adapter": done["fine_tuned_model"]},
+                      headers=auth(ACME))  # fmt: skip
+    assert res.status_code == 200, res.text  # the version stays
+
+
+def test_storage_per_tenant_is_capped_and_measured(gateways: Gateways) -> None:
+    client = gateways.start(finetune_max_files_per_tenant=2)
+    first = upload(client, ACME).json()
+    assert storage_bytes(client, "acme") == first["bytes"]
+    upload(client, ACME)
+    res = upload(client, ACME)
+    assert res.status_code == 429 and res.json()["error"]["code"] == "quota_exceeded"
+    assert res.json()["error"]["retryable"] is False
+    assert upload(client, GLOBEX).status_code == 200
+    client.delete(f"/v1/files/{first['id']}", headers=auth(ACME))
+    assert storage_bytes(client, "acme") == first["bytes"]
+    assert upload(client, ACME).status_code == 200
+
+
+def test_a_hostile_upload_is_a_400_naming_the_line_and_leaves_nothing(
+    gateways: Gateways, tmp_path: Path
+) -> None:
+    client = gateways.start()
+    res = upload(client, ACME, ROWS + b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    assert res.status_code == 400 and res.json()["error"]["code"] == "invalid_file"
+    assert "train.jsonl:3" in res.json()["error"]["message"]
+    assert [p for p in (tmp_path / "finetune" / "files").rglob("*") if p.is_file()] == []
+
+
+def test_string_numbers_and_denormals_are_refused_naming_the_field(gateways: Gateways) -> None:
+    client = gateways.start()
+    file_id = upload(client, ACME).json()["id"]
+    for field, value in (("n_epochs", "3"), ("learning_rate_multiplier", 1e-320)):
+        res = create(client, ACME, file_id, hyperparameters={field: value})
+        assert res.status_code == 400, res.text
+        assert res.json()["error"]["param"] == f"hyperparameters.{field}"
+    assert client.get("/v1/fine_tuning/jobs", headers=auth(ACME)).json()["data"] == []
+
+
+def test_a_tenant_created_again_under_a_deleted_name_starts_empty(
+    gateways: Gateways, tmp_path: Path
+) -> None:
+    """Issue 33: a tenant created under a deleted tenant's name listed and downloaded the
+    old tenant's training file."""
+    client = gateways.start(admin_key=ADMIN_KEY)
+    admin = auth(ADMIN_KEY)
+    body = {"allowed_adapters": ["acme-intents", "delta-own"], "default_adapter": "acme-intents"}
+    first = client.put("/admin/tenants/delta", json=body, headers=admin).json()
+    key, tenant_id = first["api_key"], first["tenant"]["id"]
+    file_id = upload(client, key).json()["id"]
+    made = ended(client, key, create(client, key, file_id, suffix="ok").json()["id"])
+    assert made["status"] == "succeeded", made["error"]  # a private version of acme-intents
+    own = create(client, key, file_id, suffix="ok", gateway={"adapter": "delta-own"}).json()
+    assert ended(client, key, own["id"])["status"] == "succeeded"  # delta's own adapter
+    create(client, key, file_id, suffix="hang")
+    assert (tmp_path / "finetune" / "files" / tenant_id).is_dir()
+    gone = client.delete("/admin/tenants/delta", headers=admin).json()
+    assert gone["deleted"] is True and gone["removed"]["files"] == 1
+    assert gone["removed"]["jobs"] == 3 and gone["removed"]["adapters"] == ["delta-own"]
+    assert made["fine_tuned_model"] in gone["removed"]["versions"]  # its private version
+    names = [a["name"] for a in client.get("/admin/adapters", headers=admin).json()["adapters"]]
+    assert "delta-own" not in names and "acme-intents" in names
+    assert not (tmp_path / "finetune" / "files" / tenant_id).exists() and folders(tmp_path) == []
+    again = client.put("/admin/tenants/delta", json=body, headers=admin).json()
+    assert again["created"] is True and again["tenant"]["id"] != tenant_id
+    new_key = again["api_key"]
+    assert client.get("/v1/files", headers=auth(new_key)).json()["data"] == []
+    assert client.get(f"/v1/files/{file_id}/content", headers=auth(new_key)).status_code == 404
+    assert client.get("/v1/fine_tuning/jobs", headers=auth(new_key)).json()["data"] == []
+    pinned = {"text": "x", "adapter": made["fine_tuned_model"]}
+    res = client.post("/v1/classify", json=pinned, headers=auth(new_key))
+    assert res.status_code in (403, 404), res.text

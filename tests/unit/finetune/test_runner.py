@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from gateway.finetune.files import FileStore
+from gateway.finetune.housekeeping import Housekeeping
 from gateway.finetune.jobs import ENDED, JobStore
 from gateway.finetune.runner import JobRunner, RunnerSettings
 from gateway.observability.metrics import GatewayMetrics
@@ -205,11 +207,17 @@ async def test_a_job_running_when_the_gateway_died_fails_and_leaves_nothing(
     version = record["gateway"]["version"]
     leftover = setup.store / "acme-intents" / f".staging-{version}-1234"
     leftover.mkdir(parents=True)
-    service = FineTuning(settings=None, files=None, jobs=setup.jobs, runner=setup.runner)  # type: ignore[arg-type]
+    files = FileStore(tmp_path / "files", 4096)
+    housekeeping = Housekeeping(setup.jobs, files, setup.runner.config.jobs_dir, setup.metrics,
+                                retention_s=3600, grace_s=3600)  # fmt: skip
+    folder = setup.runner.config.jobs_dir / record["id"]
+    folder.mkdir(parents=True)
+    service = FineTuning(None, files, setup.jobs, setup.runner, housekeeping)  # type: ignore[arg-type]
     service.start()
     try:
         found = setup.jobs.by_id(record["id"])
         assert found["status"] == "failed" and found["error"]["code"] == "interrupted"
+        assert not folder.exists()  # a failed job's folder goes (issue 33)
         assert not leftover.exists()
         assert (setup.store / "acme-intents" / "v1").is_dir()  # the registered version stays
     finally:
