@@ -18,6 +18,8 @@ from pathlib import Path
 from gateway.registry.store import AdapterStore
 
 TRASH_PREFIX = ".deleted-"
+STAGING_PREFIX = ".staging-"
+STALE_STAGING_S = 3600  # a publisher (upload, `gateway train`) stages for seconds, not hours
 
 
 def remove_folder(folder: Path) -> None:
@@ -45,14 +47,22 @@ def remove_unregistered(store: AdapterStore, name: str, version: str) -> list[st
     return removed
 
 
-def sweep_trash(store: AdapterStore) -> int:
+def sweep_trash(store: AdapterStore, now: float | None = None) -> int:
     """At start-up: trash folders a delete killed half-way left behind (never served:
-    their version was unregistered, or never registered, before the rename)."""
+    their version was unregistered, or never registered, before the rename), and staging
+    folders of publishers killed before their rename, once older than
+    ``STALE_STAGING_S`` (a younger one may belong to a ``gateway train`` still running)."""
     count = 0
     if not store.root.is_dir():
         return 0
-    for trash in store.root.glob(f"*/{TRASH_PREFIX}*"):
-        if trash.is_dir() and not trash.is_symlink():
-            shutil.rmtree(trash, ignore_errors=True)
+    now = time.time() if now is None else now
+    for hidden in store.root.glob("*/.*"):
+        if not hidden.is_dir() or hidden.is_symlink():
+            continue
+        stale = hidden.name.startswith(STAGING_PREFIX) and (
+            now - hidden.stat().st_mtime > STALE_STAGING_S
+        )
+        if hidden.name.startswith(TRASH_PREFIX) or stale:
+            shutil.rmtree(hidden, ignore_errors=True)
             count += 1
     return count

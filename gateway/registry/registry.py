@@ -62,7 +62,7 @@ class AdapterRegistry:
         """Re-validate every persisted version; unusable ones are dropped with a warning.
         Trash a delete killed half-way left behind goes first."""
         if swept := sweep_trash(self.store):
-            log.warning("registry: removed %d half-deleted version folders", swept)
+            log.warning("registry: removed %d half-deleted or stale staging folders", swept)
         problems: list[str] = []
         aliases = self.state.snapshot()
         for name, alias in list(aliases.items()):

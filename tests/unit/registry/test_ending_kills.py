@@ -30,7 +30,7 @@ import pytest
 from gateway.finetune.endings import Endings
 from gateway.finetune.jobs import JobStore
 from gateway.finetune.tail import Tail
-from gateway.registry import leftovers
+from gateway.registry import leftovers, publish
 from gateway.registry.registry import AdapterRegistry
 from gateway.registry.state import RegistryState
 from gateway.registry.store import AdapterStore
@@ -159,6 +159,7 @@ def _counted(monkeypatch: pytest.MonkeyPatch, kill_at: int, log: Path) -> None:
         wrap(os, attribute)
     wrap(shutil, "rmtree")
     wrap(leftovers, "remove_folder")
+    wrap(publish, "rename_noreplace")  # an upload's publish
     for attribute in ("move", "add_event", "update", "count_tokens", "add_checkpoint"):
         wrap(JobStore, attribute)
     for attribute in ("add_lora", "remove_lora"):
