@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from gateway.engine.grouped_lora.timing import time_layer
+    from gateway_tools.bench.lora_timing import time_layer
 
     torch.set_num_threads(args.threads)
     rows = []

@@ -1,7 +1,7 @@
-"""One linear layer's LoRA term timed three ways, for ``gateway bench lora-ops``.
+"""One linear layer's LoRA term timed three ways, for ``gateway-tools bench lora-ops``.
 
-It lives in the engine package because it drives vLLM's punica wrapper and ops directly;
-the bench module only parses arguments and writes the report.
+It drives vLLM's punica wrapper and ops and the gateway's grouped LoRA directly: a tool,
+not part of the server (only the product keeps vLLM inside ``gateway.engine``).
 """
 
 from __future__ import annotations
