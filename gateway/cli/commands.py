@@ -96,6 +96,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"adapter written to {out}", flush=True)
     if not cfg.evaluate:
         return 0
+    answer = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["training"]["answer"]
+    if answer in ("structured", "text"):  # `gateway eval` scores classification adapters
+        served = "constrained to its schema" if answer == "structured" else "without a schema"
+        print(f"not evaluated: {cfg.name}/{cfg.version} is a {answer} adapter; chat requests "
+              f"to it are served {served}", flush=True)  # fmt: skip
+        return 0
     # Evaluation starts the engine in a fresh process: torch keeps the memory training
     # freed, and the engine's reservation (gpu_memory_utilization) would not fit beside it.
     config = ["--config", str(args.config)] if args.config else []

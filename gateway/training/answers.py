@@ -7,6 +7,10 @@ over the label set's logits at the last prompt position: exactly the distributio
 
 ``json``: the legacy recipe, cross-entropy over every token of the whole JSON answer and
 the end-of-turn marker. Adapters trained this way are served by constrained decoding.
+
+Structured and plain-text tasks (``ChatAnswer``): the row's own conversation, with the
+loss on the tokens of its trained assistant turns (weight 1) and their end-of-turn
+markers only; the shared-prefix batching applies to them unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.common.prompts import (
+    ChatTemplateError,
     DecisionToken,
     DecisionTokenError,
     classify_messages,
@@ -28,7 +33,8 @@ from gateway.common.prompts import (
 )
 from gateway.training.batching import IGNORE, batch_loss, batches, label_logits
 from gateway.training.config import TrainConfig
-from gateway.training.data import Example
+from gateway.training.examples import Example, Message
+from gateway.training.task import Task
 
 ANSWER_VERSION = 1
 UNKNOWN_LABEL = -1  # a row whose label is outside the set; the data checks fail on it
@@ -43,7 +49,7 @@ class Validation:
 class Answer(ABC):
     """One answer format: how a row is encoded, scored and recorded in the manifest."""
 
-    def __init__(self, tokenizer: Any, system_prompt: str) -> None:
+    def __init__(self, tokenizer: Any, system_prompt: str | None) -> None:
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
 
@@ -89,6 +95,47 @@ class JsonAnswer(Answer):
         return None  # no block: the gateway serves the adapter as a legacy JSON one
 
 
+class ChatAnswer(JsonAnswer):
+    """Structured and plain-text tasks: the conversation as a client sends it, the loss on
+    every trained assistant turn (its tokens and the end-of-turn marker) and on nothing
+    else. ``system_prompt`` (when configured) opens the rows that have none."""
+
+    def conversation(self, example: Example, text: str) -> list[Message]:
+        """The row's turns, ``text`` as the user message its last answer replies to."""
+        messages = list(example.messages or (
+            Message("user", example.text), Message("assistant", example.completion, 1),
+        ))  # fmt: skip
+        if text != example.text:
+            last_user = max(i for i, m in enumerate(messages) if m.role == "user")
+            messages[last_user] = Message("user", text)
+        if self.system_prompt and messages[0].role != "system":
+            messages.insert(0, Message("system", self.system_prompt))
+        return messages
+
+    def encode(self, example: Example, text: str) -> tuple[list[int], list[int]]:
+        """The last trained turn rendered as serving renders a request (prompt, then the
+        answer and end-of-turn marker the model generates); each earlier trained turn is
+        found at the place the template put it and labelled there."""
+        messages = self.conversation(example, text)
+        turns = [m.as_dict() for m in messages]
+        trained = [i for i, m in enumerate(messages) if m.trained]
+        prompt = render_prompt(self.tokenizer, turns[: trained[-1]])
+        ids = prompt + render_answer(self.tokenizer, messages[trained[-1]].content)
+        labels = [IGNORE] * len(prompt) + ids[len(prompt) :]
+        for i in trained[:-1]:
+            before = render_prompt(self.tokenizer, turns[:i])
+            answer = render_answer(self.tokenizer, messages[i].content)
+            start, end = len(before), len(before) + len(answer)
+            if ids[:start] != before or ids[start:end] != answer:
+                raise ChatTemplateError(
+                    f"{example.source}: the chat template renders assistant message {i + 1} "
+                    "differently inside the conversation than as an answer, so its tokens "
+                    "cannot be trained; give earlier assistant messages weight 0"
+                )
+            labels[start:end] = answer
+        return ids, labels
+
+
 class DecisionTokenAnswer(Answer):
     def __init__(self, tokenizer: Any, system_prompt: str, tokens: tuple[DecisionToken, ...]):
         super().__init__(tokenizer, system_prompt)
@@ -130,9 +177,11 @@ class DecisionTokenAnswer(Answer):
         return {"format": "decision_token", "version": ANSWER_VERSION, "tokens": tokens}
 
 
-def make_answer(cfg: TrainConfig, tokenizer: Any, labels: tuple[str, ...]) -> Answer:
-    """The configured format; raises ``DecisionTokenError`` for a label set that cannot
-    have one distinct token per label, or a token the model would not emit as one."""
+def make_answer(cfg: TrainConfig, tokenizer: Any, labels: tuple[str, ...], task: Task) -> Answer:
+    """The task's format; raises ``DecisionTokenError`` for a label set that cannot have
+    one distinct token per label, or a token the model would not emit as one."""
+    if task.kind != "classification":
+        return ChatAnswer(tokenizer, cfg.system_prompt)
     if cfg.answer == "json":
         return JsonAnswer(tokenizer, cfg.system_prompt or default_system_prompt(labels))
     tokens = decision_tokens(tokenizer, labels)

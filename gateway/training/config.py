@@ -12,10 +12,20 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+import schemas
 from gateway.common.lora import ALL_LINEAR
 from gateway.common.names import NAME_PATTERN
 from gateway.common.usage import UsageError, describe
 from schemas import NAMED_MODELS
+
+SCHEMAS_DIR = Path(schemas.__file__).resolve().parent / "json"
+
+
+def named_schemas() -> list[str]:
+    """What ``schema_name`` may be: the Pydantic models of ``schemas`` and the JSON Schema
+    files beside them (the named schemas a gateway serves by default)."""
+    files = sorted(p.stem for p in SCHEMAS_DIR.glob("*.json")) if SCHEMAS_DIR.is_dir() else []
+    return sorted(NAMED_MODELS) + files
 
 
 class TrainConfig(BaseModel):
@@ -28,11 +38,18 @@ class TrainConfig(BaseModel):
     test: Path | None = None
     labels: list[str] = Field(default_factory=list)
     labels_file: Path | None = None
-    schema_name: str = "intent_classification"
+    # The answer's schema, at most one of the three (none: see ``gateway.training.task``):
+    # a named one (``intent_classification`` or a file of schemas/json), a JSON Schema
+    # file, or a Pydantic model as ``module:Class``.
+    schema_name: str | None = None
+    schema_file: Path | None = None
+    schema_model: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
     system_prompt: str | None = None
     # "decision_token": the model answers one token per label and the loss is over the
-    # labels alone; "json": the legacy recipe, the whole JSON answer is the target.
-    answer: Literal["decision_token", "json"] = "decision_token"
+    # labels alone; "json": the legacy recipe, the whole JSON answer is the target;
+    # "structured": any JSON answer a schema describes; "text": a plain chat adapter;
+    # "auto": what the data is (``gateway.training.task``).
+    answer: Literal["auto", "decision_token", "json", "structured", "text"] = "auto"
     per_class: int | None = Field(default=None, ge=1)
     val_share: float = Field(default=0.2, ge=0, lt=1)
     rank: int = Field(default=16, ge=1, le=256)
@@ -74,15 +91,19 @@ class TrainConfig(BaseModel):
 
     @field_validator("schema_name")
     @classmethod
-    def _known_schema(cls, name: str) -> str:
-        if name not in NAMED_MODELS:
-            raise ValueError(f"schema_name must be one of {sorted(NAMED_MODELS)}")
+    def _known_schema(cls, name: str | None) -> str | None:
+        known = named_schemas()
+        if name is not None and name not in known:
+            raise ValueError(f"schema_name must be one of {known}")
         return name
 
     @model_validator(mode="after")
-    def _labels_source(self) -> TrainConfig:
+    def _one_source_each(self) -> TrainConfig:
         if self.labels and self.labels_file:
             raise ValueError("give labels or labels_file, not both")
+        given = [k for k in ("schema_name", "schema_file", "schema_model") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give one of schema_name, schema_file, schema_model, not {given}")
         return self
 
     def label_set(self) -> tuple[str, ...]:

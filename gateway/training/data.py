@@ -1,10 +1,11 @@
 """Training data in: every accepted format becomes ``Example``s in one shape.
 
 Accepted: labelled CSV/JSONL (``text`` + ``intent``/``label``/``category``), OpenAI
-fine-tuning chat JSONL (``{"messages": [system, user, assistant]}``) and
-prompt/completion JSONL. Labelled rows are rendered with the gateway's own classify
-prompt; chat and prompt/completion rows keep their prompt and must carry a JSON
-completion (checked against the schema later, in ``checks``).
+fine-tuning chat JSONL (``{"messages": [...]}``, multi-turn, ``weight`` on assistant
+turns; ``chats``) and prompt/completion JSONL. Labelled rows are rendered with the
+gateway's own classify prompt; chat and prompt/completion rows keep their conversation.
+``load_splits`` then resolves the task (``task``: classification, structured or text)
+and splits it, seeded and stratified.
 """
 
 from __future__ import annotations
@@ -14,12 +15,20 @@ import hashlib
 import io
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.common.usage import UsageError
+from gateway.training.chats import MAX_FIELD_CHARS, chat_messages, prompt_messages
 from gateway.training.config import TrainConfig
+from gateway.training.examples import Example
+from gateway.training.task import Task, resolve_task
+
+__all__ = ["Example", "Splits", "load_examples", "load_splits", "load_task_splits", "split"]
+
+MAX_LINE_BYTES = 1_000_000  # a JSONL line past this is a mistake (or an attack), not a row
 
 
 @dataclass(frozen=True)
@@ -27,17 +36,6 @@ class LabelledExample:
     text: str
     label: str
     requires_human_agent: bool = False
-
-
-@dataclass(frozen=True)
-class Example:
-    """One training pair: the user text, the JSON answer, and where it came from."""
-
-    text: str
-    completion: str
-    label: str | None
-    system_prompt: str | None = None
-    source: str = ""
 
 
 def sha256_text(path: Path) -> str:
@@ -59,10 +57,15 @@ def _read_text(path: Path) -> str:
 
 
 def _json_row(line: str, where: str) -> dict[str, Any]:
+    size = len(line.encode("utf-8", "surrogatepass"))
+    if size > MAX_LINE_BYTES:
+        raise UsageError(f"{where}: the line is {size:,} bytes; the limit is {MAX_LINE_BYTES:,}")
     try:
         raw = json.loads(line)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{where}: not JSON ({exc.msg})") from exc
+    except RecursionError as exc:
+        raise UsageError(f"{where}: nested too deeply to read") from exc
     if not isinstance(raw, dict):
         raise UsageError(f"{where}: not a JSON object")
     return raw
@@ -73,6 +76,8 @@ def _labelled_row(raw: dict, where: str) -> LabelledExample:
     label = raw.get("intent", raw.get("label", raw.get("category")))
     if not isinstance(text, str) or not text.strip() or not isinstance(label, str) or not label:
         raise UsageError(f"{where}: needs a non-empty 'text' and 'intent' (or 'label')")
+    if len(text) > MAX_FIELD_CHARS or len(label) > MAX_FIELD_CHARS:
+        raise UsageError(f"{where}: a field is over the limit of {MAX_FIELD_CHARS:,} characters")
     human = raw.get("requires_human_agent", False)
     if isinstance(human, str):
         human = human.strip().lower() in {"1", "true", "yes"}
@@ -83,7 +88,10 @@ def load_labelled(path: Path) -> list[LabelledExample]:
     text = _read_text(path)
     if path.suffix == ".csv":
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        rows = [_labelled_row(r, f"{path}:{reader.line_num}") for r in reader]
+        try:
+            rows = [_labelled_row(r, f"{path}:{reader.line_num}") for r in reader]
+        except csv.Error as exc:  # a field over csv's own limit (128 KiB), a stray quote
+            raise UsageError(f"{path}:{reader.reader.line_num}: not a CSV row ({exc})") from exc
     else:
         rows = []
         for i, line in enumerate(text.splitlines()):
@@ -108,7 +116,7 @@ def answer_json(example: LabelledExample, confidence: float) -> str:
 def _label_of(completion: str) -> str | None:
     try:
         value = json.loads(completion)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     return value.get("intent") if isinstance(value, dict) else None
 
@@ -117,25 +125,20 @@ def human_flag(example: Example) -> bool | None:
     """The answer's ``requires_human_agent``, when it has a boolean one."""
     try:
         value = json.loads(example.completion)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     flag = value.get("requires_human_agent") if isinstance(value, dict) else None
     return flag if isinstance(flag, bool) else None
 
 
 def _chat_row(raw: dict, where: str) -> Example:
-    messages = raw["messages"]
-    if not isinstance(messages, list) or not all(
-        isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages
-    ):
-        raise UsageError(f"{where}: 'messages' must be a list of objects with a text 'content'")
-    roles = [m.get("role") for m in messages]
-    if roles[-1:] != ["assistant"] or "user" not in roles:
-        raise UsageError(f"{where}: messages must end with an assistant turn after a user turn")
-    system = next((m["content"] for m in messages if m.get("role") == "system"), None)
-    user = [m["content"] for m in messages if m.get("role") == "user"][-1]
-    completion = messages[-1]["content"]
-    return Example(user, completion, _label_of(completion), system, where)
+    """The conversation up to its last trained answer; ``text`` is the user message
+    that answer replies to (what the checks compare and augmentation rewrites)."""
+    messages = chat_messages(raw, where)
+    system = next((m.content for m in messages if m.role == "system"), None)
+    user = [m.content for m in messages if m.role == "user"][-1]
+    completion = messages[-1].content
+    return Example(user, completion, _label_of(completion), system, where, messages)
 
 
 def load_examples(path: Path, confidence: float) -> list[Example]:
@@ -157,28 +160,35 @@ def load_examples(path: Path, confidence: float) -> list[Example]:
         if "messages" in raw:
             out.append(_chat_row(raw, where))
         elif "prompt" in raw and "completion" in raw:
-            if not isinstance(raw["prompt"], str) or not isinstance(raw["completion"], str):
-                raise UsageError(f"{where}: 'prompt' and 'completion' must be strings")
-            out.append(
-                Example(raw["prompt"], raw["completion"], _label_of(raw["completion"]), None, where)
-            )
+            messages = prompt_messages(raw, where)
+            prompt, completion = messages[0].content, messages[1].content
+            out.append(Example(prompt, completion, _label_of(completion), None, where, messages))
         else:
             e = _labelled_row(raw, where)
             out.append(Example(e.text, answer_json(e, confidence), e.label, None, where))
     return out
 
 
-def _by_label(examples: list[Example]) -> dict[str | None, list[Example]]:
+Key = Callable[[Example], str | None]
+
+
+def _label(example: Example) -> str | None:
+    return example.label
+
+
+def _groups(examples: list[Example], key: Key) -> dict[str | None, list[Example]]:
     groups: dict[str | None, list[Example]] = {}
     for example in examples:
-        groups.setdefault(example.label, []).append(example)
+        groups.setdefault(key(example), []).append(example)
     return groups
 
 
-def per_class_sample(examples: list[Example], per_class: int, seed: int) -> list[Example]:
-    """At most ``per_class`` examples of each label, chosen reproducibly."""
+def per_class_sample(
+    examples: list[Example], per_class: int, seed: int, key: Key = _label
+) -> list[Example]:
+    """At most ``per_class`` examples of each label (or stratum), chosen reproducibly."""
     rng = random.Random(seed)
-    by_label = _by_label(examples)
+    by_label = _groups(examples, key)
     picked: list[Example] = []
     for label in sorted(by_label, key=str):
         group = by_label[label]
@@ -187,13 +197,13 @@ def per_class_sample(examples: list[Example], per_class: int, seed: int) -> list
 
 
 def split(
-    examples: list[Example], val_share: float, seed: int
+    examples: list[Example], val_share: float, seed: int, key: Key = _label
 ) -> tuple[list[Example], list[Example]]:
-    """Deterministic stratified split (each label keeps its share in both parts)."""
+    """Deterministic stratified split (each label, or stratum, keeps its share in both)."""
     rng = random.Random(seed)
     train: list[Example] = []
     val: list[Example] = []
-    by_label = _by_label(examples)
+    by_label = _groups(examples, key)
     for label in sorted(by_label, key=str):
         group = list(by_label[label])
         rng.shuffle(group)
@@ -203,17 +213,37 @@ def split(
     return train, val
 
 
-def load_splits(cfg: TrainConfig) -> tuple[list[Example], list[Example], dict[str, list[Example]]]:
-    """Train, validation (for the loss) and held-out sets (for evaluation), reproducibly:
-    training and a later ``gateway eval`` of the same config see the same examples."""
+@dataclass(frozen=True)
+class Splits:
+    train: list[Example]
+    val: list[Example]
+    held_out: dict[str, list[Example]]  # "validation" (the loss's) and "test" when given
+    task: Task
+
+
+def load_task_splits(cfg: TrainConfig) -> Splits:
+    """The task and its train, validation (for the loss) and held-out sets (for
+    evaluation), reproducibly: training and a later ``gateway eval`` of the same config
+    see the same examples. The task is resolved from every file given (``task``), and a
+    structured task's answers are rewritten as the constrained decoder writes them."""
     examples = load_examples(cfg.data, cfg.confidence)
-    if cfg.validation is not None:
-        train, val = examples, load_examples(cfg.validation, cfg.confidence)
+    given_val = load_examples(cfg.validation, cfg.confidence) if cfg.validation else None
+    test = load_examples(cfg.test, cfg.confidence) if cfg.test is not None else None
+    task = resolve_task(cfg, examples + (given_val or []) + (test or []))
+    examples = [task.canonical(e) for e in examples]
+    if given_val is not None:
+        train, val = examples, [task.canonical(e) for e in given_val]
     else:
-        train, val = split(examples, cfg.val_share, cfg.seed)
+        train, val = split(examples, cfg.val_share, cfg.seed, task.stratum)
     if cfg.per_class:
-        train = per_class_sample(train, cfg.per_class, cfg.seed)
+        train = per_class_sample(train, cfg.per_class, cfg.seed, task.stratum)
     held_out = {"validation": val}
-    if cfg.test is not None:
-        held_out["test"] = load_examples(cfg.test, cfg.confidence)
-    return train, val, held_out
+    if test is not None:
+        held_out["test"] = [task.canonical(e) for e in test]
+    return Splits(train, val, held_out, task)
+
+
+def load_splits(cfg: TrainConfig) -> tuple[list[Example], list[Example], dict[str, list[Example]]]:
+    """``load_task_splits`` without the task (what evaluation reads)."""
+    parts = load_task_splits(cfg)
+    return parts.train, parts.val, parts.held_out

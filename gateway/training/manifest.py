@@ -12,6 +12,7 @@ from gateway.common.lexicon import Lexicon
 from gateway.fileio import write_json_atomic
 from gateway.models import ModelInfo
 from gateway.training.schedule import Plan
+from gateway.training.task import Task
 from schemas import NAMED_MODELS
 
 __all__ = ["REQUIRED_KEYS", "build_manifest", "write_json_atomic"]
@@ -35,11 +36,31 @@ def tool_versions() -> dict[str, str]:
     }
 
 
+def answer_format(configured: str, task: Task) -> str:
+    """What ``answer=auto`` became: ``decision_token``, ``json``, ``structured``, ``text``."""
+    if task.kind != "classification":
+        return task.kind
+    return configured if configured in ("decision_token", "json") else "decision_token"
+
+
+def schema_block(task: Task, labels: tuple[str, ...]) -> dict[str, Any] | None:
+    """Classification: the named schema's name and digest (``/v1/classify`` builds the
+    model from the labels). Structured: the schema itself under ``json``, which the
+    gateway enforces on a chat request that sends no ``response_format``. Text: none."""
+    if task.kind == "classification" and task.schema_name:
+        schema = NAMED_MODELS[task.schema_name](labels).model_json_schema()
+        return {"name": task.schema_name, "sha256": canonical_digest(schema)}
+    block = task.manifest_block()
+    if block is not None and task.schema is not None:
+        block["sha256"] = canonical_digest(task.schema)
+    return block
+
+
 def build_manifest(
     cfg: Any, base: ModelInfo, data: Any, plan: Plan, metrics: dict, data_sha256: str
 ) -> dict:
     """``plan``: the epochs, batch size and warm-up the run resolved "auto" to."""
-    schema = NAMED_MODELS[cfg.schema_name](tuple(data.labels)).model_json_schema()
+    classify = data.task.kind == "classification"
     return {
         "name": cfg.name,
         "version": cfg.version,
@@ -57,12 +78,12 @@ def build_manifest(
             "held_out_sizes": {k: len(v) for k, v in data.held_out.items()},
             "per_class": cfg.per_class,
         },
-        "schema": {"name": cfg.schema_name, "sha256": canonical_digest(schema)},
+        "schema": schema_block(data.task, tuple(data.labels)),
         "system_prompt": data.system_prompt,
         "labels": list(data.labels),
         "data_checks": data.checks.as_dict(),
         "training": {
-            "answer": cfg.answer,
+            "answer": answer_format(cfg.answer, data.task),
             "epochs": plan.epochs,
             "batch_size": plan.batch_size,
             "grad_accum": cfg.grad_accum,
@@ -71,7 +92,7 @@ def build_manifest(
             "warmup_steps": plan.warmup_steps,
             "early_stopping_patience": cfg.early_stopping_patience,
             "max_train_minutes": cfg.max_train_minutes,
-            "augment": cfg.augment,
+            "augment": cfg.augment if classify else 0,  # never on a structured answer
             "share_prefix": cfg.share_prefix,
             "bf16": cfg.bf16,
             "qlora": cfg.qlora,

@@ -1,8 +1,10 @@
 """LoRA training recipe: setup -> checks -> train -> calibrate -> save -> evaluate.
 
-Reads top to bottom like a torchtune recipe. Each example is rendered with exactly
-the prompt ``/v1/classify`` uses (same system prompt builder, same chat template), the
-loss covers only the answer (``answers``: the label's decision token by default), and
+Reads top to bottom like a torchtune recipe. A classification example is rendered with
+exactly the prompt ``/v1/classify`` uses (same system prompt builder, same chat
+template); a structured or plain-text one as the chat request a client sends. The loss
+covers only the answer (``answers``: the label's decision token by default, the trained
+assistant turns of a conversation), and
 the adapter folder it writes is what the gateway loads, with a manifest recording the
 base model, prompt, answer format, schema, label set, calibration and escalation
 defaults, so the gateway serves it as it was trained.
@@ -10,6 +12,7 @@ defaults, so the gateway serves it as it was trained.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Callable
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.common.prompts import DecisionTokenError
+from gateway.common.prompts import ChatTemplateError, DecisionTokenError
 from gateway.common.usage import UsageError
 from gateway.models import ModelInfo
 from gateway.registry.publish import publish, require_new_version, staging
@@ -28,10 +31,11 @@ from gateway.training.augment import augment
 from gateway.training.calibrate import escalation_labels, fit_blocks
 from gateway.training.checks import CheckReport, run_checks
 from gateway.training.config import TrainConfig
-from gateway.training.data import Example, load_splits, sha256_text
+from gateway.training.data import Example, load_task_splits, sha256_text
 from gateway.training.loop import Outcome, Progress, run_epochs
 from gateway.training.manifest import build_manifest, write_json_atomic
 from gateway.training.schedule import plan
+from gateway.training.task import Task
 
 
 class DataCheckFailed(ValueError):
@@ -53,40 +57,62 @@ class Prepared:
     val_rows: list
     checks: CheckReport
     escalate: list[str]  # labels that always go to a person
+    task: Task
 
     @property
-    def system_prompt(self) -> str:
+    def system_prompt(self) -> str | None:
         return self.answer.system_prompt
 
 
-def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
-    """Load, split and check the data; raises ``DataCheckFailed`` before any training."""
-    train, val, held_out = load_splits(cfg)
+def _labels(cfg: TrainConfig, task: Task, train: list[Example]) -> tuple[str, ...]:
+    """The label set of a classification task (none for others), and what the task is."""
+    if task.kind != "classification":
+        if cfg.escalation_labels:
+            raise UsageError("escalation_labels are for classification tasks")
+        schema = f", schema {task.schema_name!r} ({task.source})" if task.schema else ""
+        print(f"task: {task.kind}{schema}", flush=True)
+        if task.source == "inferred":  # shown, and recorded in the manifest
+            print("inferred schema:", json.dumps(task.schema, ensure_ascii=False), flush=True)
+        return ()
     labels = cfg.label_set() or tuple(sorted({e.label for e in train if e.label}))
     unknown = sorted(set(cfg.escalation_labels) - set(labels))
     if unknown:
         raise UsageError(f"escalation_labels outside the label set: {unknown}")
+    return labels
+
+
+def prepare(cfg: TrainConfig, tokenizer: Any) -> Prepared:
+    """Load, split and check the data; raises ``DataCheckFailed`` before any training."""
+    parts = load_task_splits(cfg)
+    train, val, held_out, task = parts.train, parts.val, parts.held_out, parts.task
+    labels = _labels(cfg, task, train)
     try:
-        answer = make_answer(cfg, tokenizer, labels)
+        answer = make_answer(cfg, tokenizer, labels, task)
     except DecisionTokenError as exc:
         raise DataCheckFailed(f"{exc}; train with answer=json instead") from exc
-    rows = [answer.encode(e, e.text) for e in train]
-    val_rows = [answer.encode(e, e.text) for e in val]
-    report = run_checks(
-        train, held_out, cfg.schema_name, labels, [len(ids) for ids, _ in rows], cfg.max_length
-    )
+    try:
+        rows = [answer.encode(e, e.text) for e in train]
+        val_rows = [answer.encode(e, e.text) for e in val]
+    except ChatTemplateError as exc:
+        raise DataCheckFailed(str(exc)) from exc
+    lengths = [len(ids) for ids, _ in rows]
+    report = run_checks(train, held_out, task, labels, lengths, cfg.max_length)
     print(report.table(), flush=True)
     if report.failed:
+        name, _, detail = next(row for row in report.rows if row[1] == "FAIL")
         raise DataCheckFailed(
-            "data checks failed (see the table above); nothing was trained", report
+            f"data checks failed (table above), first {name}: {detail}; nothing was trained",
+            report,
         )
-    escalate = escalation_labels(cfg.escalation_labels, train, labels)
-    return Prepared(train, held_out, labels, answer, rows, val_rows, report, escalate)
+    escalate = escalation_labels(cfg.escalation_labels, train, labels) if labels else []
+    return Prepared(train, held_out, labels, answer, rows, val_rows, report, escalate, task)
 
 
 def augmented(cfg: TrainConfig, data: Prepared, epoch: int) -> list:
-    """The epoch's rows: about ``cfg.augment`` of them re-encoded from a rewritten text."""
-    if not cfg.augment:
+    """The epoch's rows: about ``cfg.augment`` of them re-encoded from a rewritten text.
+    Classification only: a structured answer may copy words of the message (an
+    extraction's values), which a rewrite of the message would no longer match."""
+    if not cfg.augment or data.task.kind != "classification":
         return data.rows
     texts = augment([e.text for e in data.train], cfg.augment, cfg.seed, epoch)
     return [

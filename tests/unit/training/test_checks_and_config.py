@@ -20,6 +20,7 @@ from gateway.training.data import (
     load_labelled,
     split,
 )
+from gateway.training.task import Task
 
 LABELS = ("billing", "other")
 
@@ -71,7 +72,8 @@ def test_split_is_deterministic_and_stratified() -> None:
 
 def _checks(train: list[Example], held: list[Example], lengths: list[int] | None = None):
     report = run_checks(
-        train, {"validation": held}, "intent_classification", LABELS,
+        train, {"validation": held}, Task("classification", schema_name="intent_classification"),
+        LABELS,
         lengths or [10] * len(train), 100,
     )  # fmt: skip
     return {name: status for name, status, _ in report.rows}
