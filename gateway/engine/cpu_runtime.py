@@ -2,7 +2,7 @@
 
 vLLM's CPU worker warns when libtcmalloc and libiomp are not in ``LD_PRELOAD``. The
 engine core is a spawned process, so variables set here before the engine starts reach
-the process that does the compute. ``gateway bench runtime`` measures the choices;
+the process that does the compute. ``gateway-tools bench runtime`` measures the choices;
 ``auto`` is the one that measured best (see docs/benchmarks.md, "CPU runtime").
 """
 
