@@ -68,6 +68,7 @@ async def chat_completions(
         # expected) from reaching the header bytes, where it would break the response.
         name = prepared.constraint.name
         headers["X-Gateway-Schema"] = quote(name, safe="", errors="surrogatepass")
+        headers["X-Gateway-Schema-Source"] = prepared.constraint.origin
     if body.stream:
         return await sse_response(
             services.chat.stream(prepared),

@@ -4,6 +4,7 @@
 whole JSON object). ``calibration``: the temperature fitted on validation (absent: serve
 uncalibrated probabilities, never fail). ``escalation``: the adapter's default threshold
 and escalation labels. ``lexicon``: the training texts' words, to undo typos and casing.
+``schema.json``: a structured adapter's answer schema, its default constraint.
 Training writes them (``gateway.training``); a block that is present but malformed makes
 the version invalid, so nothing is served half-read.
 """
@@ -124,3 +125,15 @@ def _is_number(value: Any) -> bool:
 
 def _is_index(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def read_answer_schema(manifest: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """A structured adapter's answer schema: ``schema.json`` with a ``schema.name`` (the
+    gateway checks it like any schema when a request first uses it)."""
+    block = manifest.get("schema")
+    if not isinstance(block, dict) or block.get("json") is None:
+        return None
+    schema, name = block["json"], block.get("name")
+    if not isinstance(schema, dict) or not isinstance(name, str) or not name:
+        raise AdapterInvalid(f"{where}: manifest schema.json must be an object, with a name")
+    return schema

@@ -12,7 +12,7 @@ import json
 import os
 import stat
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from gateway.common.prompts import DecisionToken
 from gateway.errors import AdapterInvalid
 from gateway.registry.answers import (
     read_answer,
+    read_answer_schema,
     read_escalation,
     read_lexicon,
     read_temperature,
@@ -81,6 +82,9 @@ class AdapterVersion:
     temperature: float | None = None  # None: uncalibrated
     escalation: EscalationPolicy | None = None  # the adapter's default policy
     lexicon: Lexicon | None = None  # None: classify reads the text as sent
+    # A structured adapter's answer schema (manifest ``schema.json``): chat requests that
+    # send no response_format are constrained to it. None: classification or plain text.
+    answer_schema: dict[str, Any] | None = field(default=None, hash=False)
 
     @property
     def calibrated(self) -> bool:
@@ -286,4 +290,5 @@ def classify_fields(manifest: dict[str, Any], where: str) -> dict[str, Any]:
         "temperature": read_temperature(manifest, where),
         "escalation": read_escalation(manifest, labels, where),
         "lexicon": read_lexicon(manifest, where),
+        "answer_schema": read_answer_schema(manifest, where),
     }

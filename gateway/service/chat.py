@@ -24,7 +24,7 @@ from gateway.service.fair_queue import FairQueue
 from gateway.service.grammar_guard import OutlinesGuard
 from gateway.service.schemas import SchemaRegistry
 from gateway.service.types import ChatResult, ChatTask, PreparedChat, StreamDelta
-from gateway.service.validation import Constraint, check_output
+from gateway.service.validation import ADAPTER_DEFAULT, Constraint, check_output
 from gateway.tenancy import Limiter, SchemaBudget, Tenant
 
 log = logging.getLogger(__name__)
@@ -120,13 +120,24 @@ class ChatService:
     def prepare(self, task: ChatTask, tenant: Tenant | None = None) -> PreparedChat:
         adapter = self.resolve_adapter(task.model, tenant)
         response_format = task.response_format
+        if response_format is None and adapter is not None and adapter.answer_schema is not None:
+            # a structured adapter answers in the schema it was trained on (its manifest's)
+            # unless the request asks for something else ({"type": "text"} included)
+            name = adapter.schema_name or adapter.name
+            schema = self.schemas.for_adapter(name, adapter.answer_schema)
+            default = Constraint(schema=schema, origin=ADAPTER_DEFAULT)
+            return self.prepare_resolved(task, adapter, default, tenant)
+        origin = "request"
         if response_format is None and tenant is not None and tenant.default_schema:
             # the tenant's contract applies unless the request asks for something else
             response_format = {
                 "type": "json_schema",
                 "json_schema": {"name": tenant.default_schema},
             }
+            origin = "tenant-default"
         constraint = self.constraint_for(response_format)
+        if constraint is not None:
+            constraint = replace(constraint, origin=origin)
         return self.prepare_resolved(task, adapter, constraint, tenant)
 
     def prepare_resolved(

@@ -108,6 +108,11 @@ class SchemaRegistry:
         """A schema for a Pydantic model built at run time (e.g. an adapter's label set)."""
         return self._cached(name, model.model_json_schema(), model)
 
+    def for_adapter(self, name: str, schema: dict[str, Any]) -> ResolvedSchema:
+        """A structured adapter's answer schema (its manifest's), checked like a request's
+        schema and cached by digest, under the name the adapter's training gave it."""
+        return self._cached(name, schema, None)
+
     def resolve(self, name: str, schema: Any) -> ResolvedSchema:
         """Check an inline schema from a request and return its cached form."""
         check_name(name)

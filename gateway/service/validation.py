@@ -13,12 +13,18 @@ from gateway.service.schemas import ResolvedSchema
 log = logging.getLogger(__name__)
 
 
+ADAPTER_DEFAULT = "adapter-default"  # the schema a structured adapter was trained on
+
+
 @dataclass(frozen=True)
 class Constraint:
     """What a request's output must be: a schema, any JSON object, or free text (None)."""
 
     schema: ResolvedSchema | None = None
     json_object: bool = False
+    # where it came from: "request" (response_format), "tenant-default" (the tenant's
+    # default_schema) or ADAPTER_DEFAULT (the adapter's manifest); X-Gateway-Schema-Source
+    origin: str = "request"
 
     @property
     def name(self) -> str | None:
