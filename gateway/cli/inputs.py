@@ -73,8 +73,10 @@ def serve_settings(args: argparse.Namespace) -> Settings:
 
 def check_before_serving(settings: Settings) -> None:
     """Mistakes told in a second, not after the engine has spent its start finding them:
-    the port (uvicorn binds only once the engine is loading), the model folder, the
-    tenants file and the adapters named for start-up."""
+    the port (uvicorn binds only once the engine is loading), the memory the engine
+    reserves, the model folder, the tenants file and the adapters named for start-up."""
+    from gateway.engine.cpu_runtime import is_cpu_build
+    from gateway.engine.preflight import check_engine_room, port_holder
     from gateway.models import ModelError, require_model_dir
 
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
@@ -84,7 +86,11 @@ def check_before_serving(settings: Settings) -> None:
             probe.bind((settings.host, settings.port))
     except OSError as exc:
         where = f"{settings.host}:{settings.port}"
-        raise UsageError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+        holder = port_holder(settings.port)
+        held = f", held by {holder}" if holder else ""
+        raise UsageError(f"cannot listen on {where}: {exc.strerror or exc}{held}") from exc
+    if is_cpu_build():  # room for the engine's memory (a crashed engine left holding it?)
+        check_engine_room(settings.kv_cache_gib, settings.gpu_memory_utilization)
     if settings.model_dir is not None:
         with mistakes(ModelError):
             require_model_dir(settings.model_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import errors
+from gateway.common import lifeline
 from gateway.common.prompts import DecisionToken, decision_tokens, render_prompt
 from gateway.engine.failures import (
     adapter_failure,
@@ -105,6 +107,7 @@ def build_llm(opts: EngineOptions, stat_loggers: list[Any] | None = None) -> Any
 
     # Before the engine arguments: building them loads vLLM's plugins in this process.
     grouped_lora.announce(opts.grouped_lora, opts.lora_kernel)
+    lifeline.hand_down()  # the engine's processes die with this one, however it dies
     return AsyncLLM.from_engine_args(engine_args(opts), stat_loggers=stat_loggers)
 
 
@@ -190,6 +193,8 @@ class VllmEngine:
         log.info("LoRA path in the engine process: %s, C decode kernel: %s",
                  "grouped" if self.lora_path["grouped"] else "vLLM's own",
                  "built" if self.lora_path["kernel"] else "not used")  # fmt: skip
+        signum = (await self._llm.collective_rpc("gateway_death_signal"))[0]
+        log.info("the engine worker dies with the engine core: %s", signum == signal.SIGKILL)
         probe = GenerationParams(
             request_id=f"ready-probe-{uuid.uuid4().hex}",
             prompt_token_ids=self.encode_chat([{"role": "user", "content": "Hi"}]),

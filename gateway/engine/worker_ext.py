@@ -60,3 +60,9 @@ class GatewayWorkerExtension:
         from gateway.engine.grouped_lora import plugin
 
         return plugin.status()
+
+    def gateway_death_signal(self) -> int:
+        """The signal this worker gets when the engine core dies (``common.lifeline``)."""
+        from gateway.common import lifeline
+
+        return lifeline.death_signal()

@@ -160,7 +160,21 @@ def test_a_missing_model_dir(
 
 def test_serve_on_an_occupied_port(capsys: pytest.CaptureFixture[str], held_port: int) -> None:
     problem = fails(["serve", "--port", str(held_port)], capsys)
-    assert problem == f"cannot listen on 127.0.0.1:{held_port}: Address already in use"
+    assert problem.startswith(f"cannot listen on 127.0.0.1:{held_port}: Address already in use")
+    assert f", held by pid {os.getpid()} (" in problem  # this test's process holds it
+
+
+def test_serve_without_memory_for_the_engine(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.engine.cpu_runtime import is_cpu_build
+
+    if not is_cpu_build():
+        pytest.skip("the memory check is the CPU engine's")
+    monkeypatch.setenv("GATEWAY_KV_CACHE_GIB", "100000")
+    assert fails(["serve"], capsys).startswith(
+        "not enough memory for the engine: it reserves 100000.0 GiB (kv_cache_gib 100000)"
+    )
 
 
 @pytest.mark.parametrize(
