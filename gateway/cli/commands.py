@@ -144,5 +144,5 @@ def cmd_moved_to_tools(args: argparse.Namespace) -> int:
     verb = " ".join([args.command, *args.rest])
     raise UsageError(
         f"`gateway {verb}` moved to the tools package: run `gateway-tools {verb}` "
-        "(pip install -e tools; scripts/setup.sh installs it with the dev extra)"
+        "(pip install -e tools, or scripts/setup.sh --dev)"
     )
