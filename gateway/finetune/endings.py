@@ -44,6 +44,8 @@ class Registrar(Protocol):
 
     def discard_unregistered(self, name: str, version: str) -> list[str]: ...
 
+    def is_writing(self) -> bool: ...
+
 
 def registry_owner(job: dict[str, Any]) -> str | None:
     """The owner the registry records: the tenant, or None (the operator) without keys."""
@@ -127,6 +129,11 @@ class Endings:
         registration): then it is recorded as the success it was."""
         if self._registered(job):
             self.settle_registered(job, f"after its version was registered: {message}")
+            return
+        if code == "interrupted" and self.registrar.is_writing():
+            # shutdown cancelled a registration whose write still runs: whether the
+            # version is registered is known only after it; the next start settles it
+            log.warning("fine-tuning job %s: left running for the next start", job["id"])
             return
         self.discard(job)
         tokens = extra.pop("tokens", None)

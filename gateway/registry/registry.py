@@ -216,6 +216,10 @@ class AdapterRegistry:
         alias = self.state.aliases.get(name)
         return alias is not None and version in alias.versions
 
+    def is_writing(self) -> bool:
+        """A state write is still running (its caller may have been cancelled)."""
+        return bool(self._writing)
+
     def current_of(self, name: str) -> str | None:
         alias = self.state.aliases.get(name)
         return None if alias is None else alias.current

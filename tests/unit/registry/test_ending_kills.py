@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -251,3 +252,41 @@ def test_a_kill_at_any_step_of_an_ending_loses_nothing(tmp_path: Path, scenario:
     print(f"{scenario}: killed before each of {steps} steps, then restarted")
     if scenario in ("promoted", "registered"):
         assert outcomes == {"succeeded", "failed"}  # killed before or after registering
+
+
+def test_a_shutdown_during_registration_is_settled_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shutdown cancels the ending while the registry's write runs on in its thread:
+    the job is left ``running`` (not failed), and the next start finds it registered."""
+    world = prepare(tmp_path, "registered")
+    jobs = JobStore(world.database)
+    registry = world.registry()
+    endings = world.endings(registry, jobs)
+    release, commit = threading.Event(), registry.state.commit
+
+    def held_commit(*args: Any) -> None:
+        release.wait(10)
+        commit(*args)
+
+    monkeypatch.setattr(registry.state, "commit", held_commit)
+    tail = Tail(world.jobs_dir / JOB_ID / "events.jsonl", JOB_ID, f"{NAME}@{VERSION}")
+    tail.read(jobs)
+
+    async def shutdown_mid_write() -> None:
+        ending = asyncio.create_task(endings.finish(jobs.by_id(JOB_ID), None, tail, 0))
+        while not registry.is_writing():
+            await asyncio.sleep(0.01)
+        ending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await ending
+        endings.fail(jobs.by_id(JOB_ID), "interrupted", "the gateway stopped")  # the runner's
+        assert jobs.by_id(JOB_ID)["status"] == "running"
+        release.set()
+        while registry.is_writing():
+            await asyncio.sleep(0.01)
+
+    asyncio.run(shutdown_mid_write())
+    jobs.close()
+    restart(world)
+    assert check_consistent(world, "registered", "shutdown mid-registration") == "succeeded"
