@@ -7,7 +7,7 @@ The rule, kept simple on purpose:
   and ``adapters/<name>/<version>/report.md``.
 - **A measured number** is a number in prose (fenced code and inline code are left out)
   followed by a unit of measurement: ``ms``, ``µs``/``us``, ``s``/``seconds``, ``minutes``,
-  ``req/s``/``requests/s``, ``tok/s``/``tokens/s``, ``%``, or ``×``/``x``.
+  ``req/s``/``requests/s``, ``tok/s``/``tokens/s``, ``%``, or ``×``/``x``/``times``.
 - **It passes** if a number printed in a report the page links to (a link to one file of
   a report's folder counts for the whole folder: its ``.md`` and ``.json``) has exactly
   its value, as is or converted for the unit (x100 for a percentage printed as a ratio,
@@ -36,7 +36,7 @@ from gateway.config import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 PAGES = sorted(p for p in DOCS.glob("*.md") if p.name != "configuration.md")
-UNIT = r"(?:ms|µs|us|seconds|s|minutes|req/s|requests/s|tok/s|tokens/s|%|×|x)"
+UNIT = r"(?:ms|µs|us|seconds|s|minutes|req/s|requests/s|tok/s|tokens/s|%|×|x|times)"
 QUOTED = re.compile(r"(?<![\w.@/\-:=])(\d+(?:,\d{3})*(?:\.\d+)?)\s?(" + UNIT + r")(?![\w/])")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 LINK = re.compile(r"\]\(([^)#\s]+)")
@@ -91,14 +91,16 @@ def prose(text: str) -> str:
 
 
 def unit_of(raw: str) -> str:
-    return {"seconds": "s", "us": "µs", "x": "×", "requests/s": "req/s", "tokens/s": "tok/s"}.get(
-        raw, raw
-    )
+    names = {"seconds": "s", "us": "µs", "x": "×", "times": "×", "requests/s": "req/s",
+             "tokens/s": "tok/s"}  # fmt: skip
+    return names.get(raw, raw)
 
 
 def quoted(page: Path) -> list[tuple[str, str]]:
-    """(number as written, unit) of every measured number in the page's prose."""
-    return [(m.group(1), unit_of(m.group(2))) for m in QUOTED.finditer(prose(page.read_text()))]
+    """(number as written, unit) of every measured number in the page's prose. Seconds
+    need the space (``5 s``): ``401s`` is a plural of the HTTP status."""
+    found = QUOTED.finditer(prose(page.read_text()))
+    return [(m[1], unit_of(m[2])) for m in found if not (m[2] == "s" and m[0][-2] != " ")]
 
 
 def linked_reports(page: Path) -> list[Path]:
@@ -172,5 +174,7 @@ def test_the_rule_catches_an_unbacked_number(tmp_path: Path) -> None:
     assert backed("52.1", "ms", reports)  # promote_load p50 in perf.json
     assert not backed("52", "ms", reports) and not backed("20", "ms", reports)
     fake = tmp_path / "page.md"
-    fake.write_text("A load takes ~20.5 ms, `12 ms` in code, and 3 x faster.\n```\n9 s\n```\n")
-    assert quoted(fake) == [("20.5", "ms"), ("3", "×")]
+    fake.write_text(
+        "A load takes ~20.5 ms, `12 ms` in code, 3 x faster, 429s, 2 s.\n```\n9 s\n```\n"
+    )
+    assert quoted(fake) == [("20.5", "ms"), ("3", "×"), ("2", "s")]
