@@ -120,7 +120,7 @@ def test_the_check_runs_in_a_child_process(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(upload_check, "count_rows", in_process)
     store = FileStore(tmp_path / "files", 10_000_000)
     assert store.create("acme", "train.jsonl", "fine-tune", ROW * 3)["rows"] == 3
-    with pytest.raises(errors.InvalidFile, match="train.jsonl:2: nested too deeply"):
+    with pytest.raises(errors.InvalidFile, match=r"train\.jsonl:2: nested too deeply"):
         store.create("acme", "train.jsonl", "fine-tune", ROW + DEEP)
     assert len(consistent(store, "acme")) == 1
 
