@@ -5,6 +5,7 @@ fraction of a second; the tests wait for what happens, never assert how long it 
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -12,10 +13,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import pytest
 import uvicorn
 
-from gateway.cli.connections import BODY_TIMEOUT, HEAD_TIMEOUT, PUBLIC, ConnectionGuard
-from gateway.cli.listeners import GuardedH11, connection_limits, serve_options
+from gateway.cli.connections import (
+    BODY_TIMEOUT,
+    HEAD_TIMEOUT,
+    OPERATOR_CONNECTIONS,
+    PUBLIC,
+    ConnectionGuard,
+)
+from gateway.cli.listeners import (
+    FD_RESERVE,
+    GuardedH11,
+    bind,
+    connection_limits,
+    serve_options,
+)
+from gateway.common.usage import UsageError
 from gateway.config import Settings
 
 GET = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -170,3 +185,26 @@ def test_at_the_overall_cap_the_operator_listener_still_answers() -> None:
         finally:
             for conn in held:
                 conn.close()
+
+
+def test_a_taken_port_is_a_one_line_usage_error() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}"):
+            bind("127.0.0.1", port)
+
+
+def test_the_cap_is_lowered_to_what_the_open_file_limit_leaves(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hard limit of 1,024 descriptors cannot hold 2,048 connections: the cap becomes
+    what is left after the operator listener's slots and the reserve, with a warning."""
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 1024))
+    monkeypatch.setattr(resource, "setrlimit", lambda *_: None)
+    with caplog.at_level(logging.WARNING, logger="gateway.connections"):
+        limits = connection_limits(Settings(max_connections=2048))
+    assert limits.max_connections == 1024 - OPERATOR_CONNECTIONS - FD_RESERVE
+    assert "max_connections=2048 lowered to" in caplog.text
+    assert connection_limits(Settings(max_connections=100)).max_connections == 100
