@@ -46,9 +46,13 @@ def exported_names() -> set[str]:
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
                 "info": ("_info",), "gauge": ("",)}  # fmt: skip
+    from gateway.cli.connections import ConnectionGuard, ConnectionLimits
+
+    guard = ConnectionGuard(ConnectionLimits(1, 1, 1.0, 1.0))  # the listeners' own series
     return {
         family.name + suffix
-        for family in GatewayMetrics().registry.collect()
+        for registry in (GatewayMetrics().registry, guard.registry)
+        for family in registry.collect()
         for suffix in suffixes[family.type]
     }
 
