@@ -21,7 +21,9 @@ Two details of the kernel's rule matter:
   engine in a thread of asyncio's default executor, whose threads live as long as the
   event loop (they are only joined at its shutdown, after the engine has stopped).
 - a parent that died before the request took effect is missed: the child then checks
-  that its parent is still the process that started it and exits at once if not.
+  that its parent is still the process named in ``GATEWAY_LIFELINE`` and, if that one
+  is dead, exits at once. (``multiprocessing.parent_process()`` cannot tell: vLLM loads
+  its plugins while a spawned process unpickles its arguments, before that is set.)
 
 See docs/robustness.md ("Crashes leave nothing running") for the other ways considered.
 """
@@ -29,46 +31,65 @@ See docs/robustness.md ("Crashes leave nothing running") for the other ways cons
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
 import os
 import signal
 import sys
 
-ENV_VAR = "GATEWAY_LIFELINE"  # "1": processes started by multiprocessing die with their parent
+ENV_VAR = "GATEWAY_LIFELINE"  # the pid of the process whose children die with it
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PR_GET_PDEATHSIG = 2
 
 
 def hand_down() -> None:
     """In the process about to start the engine: its engine processes die with it."""
-    os.environ[ENV_VAR] = "1"
+    os.environ[ENV_VAR] = str(os.getpid())
     # the plugin runs only in processes that import vLLM afresh (see the module doc)
     os.environ["VLLM_WORKER_MULTIPROC_METHOD"] = "spawn"
 
 
 def register() -> None:
-    """vLLM's general-plugin hook, called once in each of vLLM's processes: if the
-    gateway asked for it and this process was started by ``multiprocessing`` (vLLM's
-    engine core and workers; not the gateway itself), die with the process that
-    started it."""
-    if os.environ.get(ENV_VAR) != "1":
-        return
-    parent = multiprocessing.parent_process()
-    if parent is None or parent.pid is None:
-        return
-    die_with_parent(parent.pid)
+    """vLLM's general-plugin hook, called once in each of vLLM's processes (in a spawned
+    one while it unpickles its arguments, before ``multiprocessing`` even records its
+    parent): a child of the process that handed the line down dies with it, and hands
+    the line down to its own children (the engine core to its worker)."""
+    handed = os.environ.get(ENV_VAR, "")
+    if not handed.isdigit() or int(handed) == os.getpid():
+        return  # not asked for, or the gateway itself (it must outlive its own shell)
+    if die_with_parent(int(handed)):
+        os.environ[ENV_VAR] = str(os.getpid())
 
 
-def die_with_parent(parent: int) -> None:
-    """SIGKILL this process when ``parent`` (the process that started it) dies; exit now
-    if it has died already (this process was then re-parented before the request)."""
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
-    if os.getppid() != parent:
+def die_with_parent(parent: int) -> bool:
+    """SIGKILL this process when ``parent``, the process expected to have started it,
+    dies. If ``parent`` is dead already (it died before the request took effect), exit
+    now; if it lives but is not this process's parent (started through another process,
+    a shell), change nothing and return False."""
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    _prctl(libc, signal.SIGKILL)
+    if os.getppid() == parent:
+        return True
+    if not _alive(parent):
         os._exit(1)
+    _prctl(libc, 0)
+    return False
+
+
+def _prctl(libc: ctypes.CDLL, signum: int) -> None:
+    if libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def death_signal() -> int:

@@ -4,8 +4,9 @@ does, which starts a "worker" the same way. Each child calls ``lifeline.register
 vLLM's plugin loading does and prints ``<role> <pid> <death signal>``.
 
 MODE ``handed``: the gateway calls ``lifeline.hand_down`` first (as ``build_llm`` does);
-``plain``: it does not. The engine core waits for GO_FILE to exist before it registers,
-so a test can kill the gateway in between (the race the parent check closes).
+``plain``: it does not; ``late``: it does, and the engine core loads the plugins only
+once GO_FILE exists, so a test can kill the gateway in between (the race the parent
+check closes). Otherwise each child loads them while it unpickles its arguments.
 """
 
 from __future__ import annotations
@@ -19,26 +20,41 @@ from pathlib import Path
 from gateway.common import lifeline
 
 
-def worker() -> None:
+class LoadsPlugins:
+    """An argument whose unpickling loads the plugins, as vLLM's config does in its spawned
+    processes: before ``multiprocessing`` has recorded the process's parent."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (loaded, ())
+
+
+def loaded() -> LoadsPlugins:
     lifeline.register()
+    return LoadsPlugins()
+
+
+def worker(_config: LoadsPlugins) -> None:
     print("worker", os.getpid(), lifeline.death_signal(), flush=True)
     time.sleep(120)
 
 
-def engine_core(go_file: str) -> None:
+def engine_core(go_file: str, config: LoadsPlugins | None) -> None:
     print("started", os.getpid(), 0, flush=True)
     while not Path(go_file).exists():
         time.sleep(0.02)
-    lifeline.register()
+    if config is None:  # the race: the plugins load only after the go file appears
+        lifeline.register()
     print("core", os.getpid(), lifeline.death_signal(), flush=True)
-    multiprocessing.get_context("spawn").Process(target=worker).start()
+    multiprocessing.get_context("spawn").Process(target=worker, args=(LoadsPlugins(),)).start()
     time.sleep(120)
 
 
 def main(mode: str, go_file: str) -> None:
-    if mode == "handed":
+    if mode != "plain":
         lifeline.hand_down()
-    multiprocessing.get_context("spawn").Process(target=engine_core, args=(go_file,)).start()
+    config = None if mode == "late" else LoadsPlugins()
+    spawn = multiprocessing.get_context("spawn")
+    spawn.Process(target=engine_core, args=(go_file, config)).start()
     time.sleep(120)
 
 

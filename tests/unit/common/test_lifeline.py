@@ -5,6 +5,7 @@ clean up."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -89,7 +90,7 @@ def test_engine_core_and_worker_die_with_a_killed_gateway(
 def test_a_core_whose_gateway_died_before_it_registered_exits(
     tmp_path: Path, trees: list[Tree]
 ) -> None:
-    tree = Tree("handed", tmp_path)
+    tree = Tree("late", tmp_path)
     trees.append(tree)
     core, _ = tree.wait_for("started")
     tree.kill_gateway()  # before the core asked for the signal: the kernel will not send it
@@ -106,6 +107,20 @@ def test_without_hand_down_nothing_is_tied(tmp_path: Path, trees: list[Tree]) ->
     _, core_signal = tree.wait_for("core")
     _, worker_signal = tree.wait_for("worker")
     assert core_signal == worker_signal == 0
+
+
+def test_a_process_started_through_another_one_is_left_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """vLLM loaded by a grandchild (through a shell, say) whose handing process lives:
+    not its parent, so no signal, and no exit either."""
+    monkeypatch.setenv(lifeline.ENV_VAR, str(os.getpid()))
+    code = (
+        "from gateway.common import lifeline; lifeline.register(); print(lifeline.death_signal())"
+    )
+    shell = f"{sys.executable} -c '{code}'; true"  # the trailing command keeps sh in between
+    done = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0"
 
 
 def test_the_gateway_itself_is_never_tied_to_its_own_parent(
