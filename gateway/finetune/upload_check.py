@@ -9,7 +9,7 @@ an integer too long to read), not a crash; anything else exits non-zero.
 Why a process: the readers hold every row in memory and take seconds on a large file
 (issue 33: 1,000,000 rows took the gateway from 795 MB to 1.5 GB and another tenant's
 classify from 0.09 s to 2-4 s while a thread read them). A child process takes that
-memory with it when it exits, runs at a lower priority, and never holds the event loop's
+memory with it when it exits, runs at nice 19, and never holds the event loop's
 interpreter lock.
 """
 
@@ -31,7 +31,7 @@ from gateway.training.data import load_examples
 
 log = logging.getLogger(__name__)
 CHECK = (sys.executable, "-m", "gateway.finetune.upload_check")
-NICE = 10  # below serving, above the training worker's 19
+NICE = 19  # CPU when serving leaves some (at nice 10 a neighbour's classify p50 doubled)
 # What a row's content can make the readers raise (beyond their own UsageError):
 # JSON nested past the interpreter's recursion limit, an integer over 4,300 digits
 # (ValueError), a CSV field over 131,072 characters (csv.Error).
