@@ -38,6 +38,9 @@ class TrainConfig(BaseModel):
     test: Path | None = None
     labels: list[str] = Field(default_factory=list)
     labels_file: Path | None = None
+    # Rows of ``text`` plus these fields (e.g. SNIPS's intent and slots): the answer is
+    # the JSON object of the fields, the message is the text. Empty: rows as they are.
+    answer_fields: list[str] = Field(default_factory=list)
     # The answer's schema, at most one of the three (none: see ``gateway.training.task``):
     # a named one (``intent_classification`` or a file of schemas/json), a JSON Schema
     # file, or a Pydantic model as ``module:Class``.

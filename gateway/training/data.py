@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.common.usage import UsageError
-from gateway.training.chats import MAX_FIELD_CHARS, chat_messages, prompt_messages
+from gateway.training.chats import MAX_FIELD_CHARS, chat_messages, field_text, prompt_messages
 from gateway.training.config import TrainConfig
-from gateway.training.examples import Example
+from gateway.training.examples import Example, Message
 from gateway.training.task import Task, resolve_task
 
 __all__ = ["Example", "Splits", "load_examples", "load_splits", "load_task_splits", "split"]
@@ -141,8 +141,28 @@ def _chat_row(raw: dict, where: str) -> Example:
     return Example(user, completion, _label_of(completion), system, where, messages)
 
 
-def load_examples(path: Path, confidence: float) -> list[Example]:
-    """Any supported file -> examples (labelled rows get the gateway's JSON answer)."""
+def _fields_row(raw: dict, fields: tuple[str, ...], where: str) -> Example:
+    """A ``text`` row whose answer is the object of ``fields`` (``answer_fields``)."""
+    text = field_text(raw.get("text"), "'text'", where)
+    missing = [name for name in fields if name not in raw]
+    if missing:
+        raise UsageError(f"{where}: no {missing[0]!r}, which answer_fields names")
+    answer = json.dumps({name: raw[name] for name in fields}, ensure_ascii=False)
+    messages = (Message("user", text), Message("assistant", answer, 1))
+    return Example(text, answer, _label_of(answer), None, where, messages)
+
+
+def load_examples(
+    path: Path, confidence: float, answer_fields: tuple[str, ...] = ()
+) -> list[Example]:
+    """Any supported file -> examples (labelled rows get the gateway's JSON answer, or,
+    with ``answer_fields``, the object of those fields)."""
+    if path.suffix == ".csv" and answer_fields:
+        reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+        try:
+            return [_fields_row(r, answer_fields, f"{path}:{reader.line_num}") for r in reader]
+        except csv.Error as exc:
+            raise UsageError(f"{path}:{reader.reader.line_num}: not a CSV row ({exc})") from exc
     if path.suffix == ".csv":
         labelled = load_labelled(path)
         return [
@@ -159,6 +179,8 @@ def load_examples(path: Path, confidence: float) -> list[Example]:
         raw = _json_row(line, where)
         if "messages" in raw:
             out.append(_chat_row(raw, where))
+        elif answer_fields:
+            out.append(_fields_row(raw, answer_fields, where))
         elif "prompt" in raw and "completion" in raw:
             messages = prompt_messages(raw, where)
             prompt, completion = messages[0].content, messages[1].content
@@ -226,9 +248,10 @@ def load_task_splits(cfg: TrainConfig) -> Splits:
     evaluation), reproducibly: training and a later ``gateway eval`` of the same config
     see the same examples. The task is resolved from every file given (``task``), and a
     structured task's answers are rewritten as the constrained decoder writes them."""
-    examples = load_examples(cfg.data, cfg.confidence)
-    given_val = load_examples(cfg.validation, cfg.confidence) if cfg.validation else None
-    test = load_examples(cfg.test, cfg.confidence) if cfg.test is not None else None
+    fields = tuple(cfg.answer_fields)
+    examples = load_examples(cfg.data, cfg.confidence, fields)
+    given_val = load_examples(cfg.validation, cfg.confidence, fields) if cfg.validation else None
+    test = load_examples(cfg.test, cfg.confidence, fields) if cfg.test is not None else None
     task = resolve_task(cfg, examples + (given_val or []) + (test or []))
     examples = [task.canonical(e) for e in examples]
     if given_val is not None:

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.common.usage import UsageError
 from gateway.training.checks import FAIL, OK, run_checks
-from gateway.training.config import TrainConfig
+from gateway.training.config import TrainConfig, load_config
 from gateway.training.data import load_examples, load_task_splits
 from gateway.training.task import resolve_task
 
@@ -285,3 +285,44 @@ def test_a_file_mixing_json_and_text_answers_is_refused(tmp_path: Path) -> None:
     text = write(tmp_path, [chat_row("hi", "Hello.")], "text.jsonl")
     with pytest.raises(UsageError, match="trained without a schema"):
         load_task_splits(cfg(text, schema_name="support_ticket"))
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_the_snips_config_reads_extraction_answers_from_its_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``answer_fields``: SNIPS rows as they are, the answer the object of intent + slots,
+    every one valid against ``schemas/json/snips.json``; split by intent."""
+    monkeypatch.chdir(ROOT)
+    # the test file alone (700 rows) keeps this fast; the train file has the same shape
+    parts = load_task_splits(
+        load_config(ROOT / "adapters/snips/train.yaml", ["data=data/snips/test.jsonl", "test=null"])
+    )
+    assert (parts.task.kind, parts.task.source, parts.task.schema_name) == (
+        "structured", "named", "snips",
+    )  # fmt: skip
+    every = parts.train + parts.val
+    assert len(every) == 700
+    assert not [e.source for e in every if parts.task.problem(e.completion)]
+    first = json.loads((ROOT / "data/snips/test.jsonl").read_text().splitlines()[0])
+    example = next(e for e in every if e.text == first["text"])
+    assert json.loads(example.completion) == {"intent": first["intent"], "slots": first["slots"]}
+    assert len({json.loads(e.completion)["intent"] for e in parts.val}) == 7
+
+
+def test_the_ticket_config_infers_the_documented_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    task = load_task_splits(load_config(ROOT / "adapters/ticket/train.yaml", [])).task
+    props = task.schema["properties"]
+    assert props["category"]["enum"] == ["ACCOUNT", "BILLING", "PRODUCT", "RETURNS", "SHIPPING"]
+    assert props["urgency"]["enum"] == ["HIGH", "LOW", "MEDIUM"]
+    assert props["action"] == {"type": "string"}
+    assert task.schema["required"] == ["category", "urgency", "action"]
+
+
+def test_answer_fields_name_a_missing_field(tmp_path: Path) -> None:
+    data = write(tmp_path, [{"text": "play jazz", "intent": "PlayMusic"}])
+    with pytest.raises(UsageError, match=r"d\.jsonl:1: no 'slots', which answer_fields names"):
+        load_task_splits(cfg(data, answer_fields=["intent", "slots"]))
