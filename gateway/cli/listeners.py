@@ -140,6 +140,11 @@ class GuardedH11(H11Protocol):
         super().on_response_complete()
         self._follow_cycle()  # a pipelined request may have started
 
+    def _unsupported_upgrade_warning(self) -> None:
+        """No route speaks WebSocket (``ws: none``): an Upgrade header is ignored and the
+        request served as plain HTTP, without uvicorn's two warnings per request, which
+        would let any client write to the log at will."""
+
     def _awaiting_head(self) -> bool:
         return self.cycle is self.timed_cycle and (
             self.cycle is None or self.cycle.response_complete

@@ -208,3 +208,15 @@ def test_the_cap_is_lowered_to_what_the_open_file_limit_leaves(
     assert limits.max_connections == 1024 - OPERATOR_CONNECTIONS - FD_RESERVE
     assert "max_connections=2048 lowered to" in caplog.text
     assert connection_limits(Settings(max_connections=100)).max_connections == 100
+
+
+def test_an_upgrade_header_is_served_as_plain_http_without_a_log_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No route speaks WebSocket; uvicorn would log two warnings per such request."""
+    warned: list[str] = []
+    monkeypatch.setattr(logging.getLogger("uvicorn.error"), "warning", warned.append)
+    upgrade = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    with serving() as served, served.connect() as conn:
+        assert status(conn, upgrade) == b"HTTP/1.1 200 OK"
+    assert warned == []
