@@ -203,11 +203,13 @@ class Settings(BaseSettings):
         "process, set when the engine starts). Unset (None) = on for CPU builds, off "
         "elsewhere; false = vLLM's own path.",
     )
-    lora_kernel: bool = Field(
+    lora_kernel: bool | Literal["build"] = Field(
         default=True,
         description="With the grouped path: decode-sized batches' LoRA term in one C call "
-        "per layer (gateway/engine/grouped_lora/kernel.c, built with the host's C compiler "
-        "when the engine starts; without one the torch ops serve). false = torch ops only.",
+        "per layer (gateway/engine/grouped_lora/kernel.c, compiled when the package is "
+        "installed; missing, the torch ops serve and /ready says torch-fallback). false = "
+        "torch ops only; build = compile it at engine start with the host's compiler and "
+        "-march=native (development only: needs a compiler and a writable, exec /tmp).",
     )
 
     # LoRA adapters: the store, the registry state, and what to register at start-up

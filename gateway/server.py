@@ -113,7 +113,7 @@ async def start_services(
         if services.shared is not None:
             app.state.shared = services.shared
             await services.shared.start()  # adopt (and seed) the shared state, then follow
-        services.describe_base(engine.quantization or {"method": "none"})
+        services.describe_base(engine.quantization or {"method": "none"}, engine.lora_path)
         for name in services.adapters.names()[: settings.max_cpu_loras]:
             await services.adapters.load(name)  # warm the current versions
         app.state.services = services

@@ -32,9 +32,9 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 
 # For the CPU engine: tcmalloc (preloaded by `gateway serve`; `gateway-tools bench runtime`
 # measured 1.5x throughput from it here) and a C compiler for the LoRA decode kernel
-# (gateway/engine/grouped_lora/kernel.c, built when an engine starts). Both optional:
-# without them the gateway logs a warning and serves slower. GATEWAY_SETUP_APT=0: never
-# call apt-get (no sudo here, or the unit tests that run this script).
+# (gateway/engine/grouped_lora/kernel.c, built by the install below: setup.py). Both
+# optional: without them the install warns, the gateway logs it and serves slower.
+# GATEWAY_SETUP_APT=0: never call apt-get (no sudo here, or the unit tests that run this script).
 if [ "$BUILD" = "cpu" ] && [ "${GATEWAY_SETUP_APT:-1}" != 0 ] \
   && command -v apt-get >/dev/null; then
   cpu_packages=()
@@ -49,10 +49,14 @@ if [ "$BUILD" = "cpu" ] && [ "${GATEWAY_SETUP_APT:-1}" != 0 ] \
   fi
 fi
 
-want=$(cat pyproject.toml tools/pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml tools/pyproject.toml scripts/setup.sh setup.py \
+  gateway/engine/grouped_lora/kernel.c | sha256sum | cut -d' ' -f1)
+# the kernel the editable install builds beside its source (not in git: a fresh checkout)
+kernel_there() { [ -f gateway/engine/grouped_lora/liblora_kernel.so ] || ! command -v cc >/dev/null; }
 if [ -f "$STAMP" ]; then
   read -r have have_mode < "$STAMP" || true
-  if [ "$have" = "$want" ] && { [ "$MODE" = server ] || [ "${have_mode:-}" = dev ]; }; then
+  if [ "$have" = "$want" ] && { [ "$MODE" = server ] || [ "${have_mode:-}" = dev ]; } \
+    && kernel_there; then
     echo "setup: .venv is up to date ($BUILD, ${have_mode:-server})"
     exit 0
   fi

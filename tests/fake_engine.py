@@ -86,6 +86,7 @@ class FakeEngine:
     running: set[str] = field(default_factory=set)  # request ids generating now
     aborted: list[str] = field(default_factory=list)  # closed or cancelled before they finished
     quantization: dict[str, Any] | None = None
+    lora_path: dict[str, Any] | None = None  # as plugin.status() reports it
     # Each generate() asking for ``logprob_token_ids`` pops the next list (one value per
     # requested id, in order); when none is left, ``default_logprob`` answers.
     label_logprobs: list[list[float]] = field(default_factory=list)

@@ -83,6 +83,8 @@ class EngineClient(Protocol):
     on_stats: Callable[[EngineStats], None] | None
     # What the loaded model really quantized (read from the engine once started).
     quantization: dict[str, Any] | None
+    # Which LoRA path and decode kernel the engine process runs (``plugin.status``).
+    lora_path: dict[str, Any] | None
 
     @property
     def is_ready(self) -> bool: ...

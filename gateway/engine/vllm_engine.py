@@ -64,7 +64,7 @@ class EngineOptions:
     seed: int
     grouped_lora: bool  # the grouped CPU LoRA path (``grouped_lora.plugin``)
     kv_cache_gib: float | None = None  # set: a fixed KV cache, whatever the node's memory
-    lora_kernel: bool = True  # with the grouped path: the C kernel for decode batches
+    lora_kernel: bool | str = True  # with the grouped path: the C kernel (or "build")
 
 
 def engine_args(opts: EngineOptions) -> Any:
@@ -170,7 +170,7 @@ class VllmEngine:
         self._ready = False
         self.start_seconds: float | None = None
         self.quantization: dict[str, Any] | None = None
-        self.lora_path: dict[str, bool] | None = None  # what the engine process runs
+        self.lora_path: dict[str, Any] | None = None  # what the engine process runs
         self.on_stats: Callable[[EngineStats], None] | None = None
         self._decision_tokens: dict[tuple[str, ...], tuple[DecisionToken, ...]] = {}
 
@@ -192,7 +192,7 @@ class VllmEngine:
         self.lora_path = (await self._llm.collective_rpc("gateway_lora_path"))[0]
         log.info("LoRA path in the engine process: %s, C decode kernel: %s",
                  "grouped" if self.lora_path["grouped"] else "vLLM's own",
-                 "built" if self.lora_path["kernel"] else "not used")  # fmt: skip
+                 self.lora_path["kernel"])  # fmt: skip
         signum = (await self._llm.collective_rpc("gateway_death_signal"))[0]
         log.info("the engine worker dies with the engine core: %s", signum == signal.SIGKILL)
         probe = GenerationParams(

@@ -56,7 +56,7 @@ class GatewayWorkerExtension:
     def gateway_quantization_summary(self) -> dict[str, Any]:
         return quantization_summary(self.model_runner.get_model())  # type: ignore[attr-defined]
 
-    def gateway_lora_path(self) -> dict[str, bool]:
+    def gateway_lora_path(self) -> dict[str, Any]:
         from gateway.engine.grouped_lora import plugin
 
         return plugin.status()

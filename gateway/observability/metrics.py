@@ -178,6 +178,12 @@ class GatewayMetrics:
         )  # fmt: skip
         self.build = Info("gateway_build", "Version, base model and engine settings.", registry=r)
         self.ready = Gauge("gateway_ready", "1 when the engine can generate.", registry=r)
+        self.lora_kernel_fallbacks = Counter(
+            "gateway_lora_kernel_fallbacks",
+            "Engine starts whose grouped LoRA path wanted the C decode kernel but serves "
+            "with the slower torch ops (library not built at install, or not loadable).",
+            registry=r,
+        )  # fmt: skip
         # shared state (state_backend=postgres, rate_limit_backend=redis)
         self.state_connected = Gauge(
             "gateway_state_connected",

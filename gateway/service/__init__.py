@@ -34,6 +34,10 @@ class Services:
     admin_key_hash: str | None
     metrics: GatewayMetrics
     base_quantization: dict[str, Any] = field(default_factory=lambda: {"method": "none"})
+    # which LoRA path and decode kernel the engine process runs ("pending" until it started)
+    lora_path: dict[str, str] = field(
+        default_factory=lambda: {"path": "pending", "kernel": "pending"}
+    )
     shared: Any = None  # gateway.cluster.shared.SharedMode with state_backend=postgres
 
     @property
@@ -88,12 +92,23 @@ class Services:
             services.shared = SharedMode(settings, adapters, tenants, metrics)  # type: ignore[arg-type]
         return services
 
-    def describe_base(self, quantization: dict[str, Any] | None) -> None:
+    def describe_base(
+        self, quantization: dict[str, Any] | None, lora_path: dict[str, Any] | None = None
+    ) -> None:
         """Publish what the engine reports of the base model (``None`` until it started):
-        the build-info metric and ``/v1/models`` say what is really quantized."""
+        the build-info metric and ``/v1/models`` say what is really quantized, and the
+        metric and ``/ready`` which LoRA path and decode kernel the engine process runs
+        (``plugin.status``); a start whose kernel fell back to the torch ops is counted."""
         self.base_quantization = {"variant": self.base_model.variant, **(quantization or {})}
         self.base_quantization.setdefault("method", "pending" if quantization is None else "none")
         q = self.base_quantization
+        if lora_path is not None:
+            self.lora_path = {
+                "path": "grouped" if lora_path.get("grouped") else "vllm",
+                "kernel": str(lora_path.get("kernel") or "none"),
+            }
+            if self.lora_path["kernel"] == "torch-fallback":
+                self.metrics.lora_kernel_fallbacks.inc()
         self.metrics.build.info({
             "version": _version(), "base_model": self.base_model.name,
             "base_variant": str(q["variant"]), "quantization": str(q["method"]),
@@ -101,6 +116,7 @@ class Services:
             "group_size": str(q.get("group_size") or ""),
             "quantized_layers": str(q.get("quantized_layers", "")),
             "structured_backend": self.settings.structured_backend,
+            "lora_path": self.lora_path["path"], "lora_kernel": self.lora_path["kernel"],
         })  # fmt: skip
 
     def refresh_gauges(self) -> None:

@@ -41,7 +41,10 @@ def test_health_answers_while_the_engine_loads(gateway: Gateway) -> None:
 
 def test_health_ready_models(gateway: Gateway) -> None:
     assert httpx.get(gateway.url + "/health").json() == {"status": "ok"}
-    assert httpx.get(gateway.url + "/ready").json() == {"status": "ready"}
+    ready = httpx.get(gateway.url + "/ready").json()
+    assert ready["status"] == "ready"
+    # the CPU engine runs the grouped path with the kernel the package shipped
+    assert ready["lora"]["path"] == "grouped" and ready["lora"]["kernel"].startswith("shipped-")
     ids = [m["id"] for m in gateway.get("/v1/models").json()["data"]]
     assert ids == ["base", "tenant-a", "tenant-b", "demo", "banking77"]
 

@@ -1,5 +1,5 @@
 /* A decode-sized batch's LoRA term for one linear layer, every token and slice in one
- * call (gateway/engine/grouped_lora/kernel.py builds and loads it).
+ * call (built into the package when it is installed: setup.py; loaded by kernel.py).
  *
  * At decode sizes the torch path is a dozen small ops per layer, and on a CPU each op's
  * dispatch costs more than its arithmetic: with eight adapters in a batch the LoRA term
@@ -15,6 +15,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Portable build, fast on the CPU it meets: the hot loop is compiled once per ISA below
+ * (GCC/clang function multi-versioning) and the loader picks the best clone the CPU
+ * supports when the library is loaded, so one shipped library runs on any x86-64 and
+ * never executes an instruction its CPU lacks. Elsewhere: one baseline build. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CLONES 1
+#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES 0
+#define HOT
+#endif
 
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -37,7 +49,7 @@ static inline float round_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 #define BLOCK 64 /* output columns summed in registers across a slice's ranks */
 
 /* One token: its ranks, then each slice's columns in blocks, added into its output row. */
-static void one_token(const uint16_t *xt, const float *as, const float *bs, int64_t in,
+HOT static void one_token(const uint16_t *xt, const float *as, const float *bs, int64_t in,
                       int64_t rank, int64_t slices, const int64_t *widths, int64_t width,
                       float *xf, float *s, uint16_t *yt) {
     int64_t ranks = slices * rank;
@@ -102,4 +114,15 @@ int gateway_lora_decode(int64_t tokens, const uint16_t *x, int64_t x_stride,
     }
     free(scratch);
     return 0;
+}
+
+/* Which clone of one_token the loader picked (the same order as its resolver), for the
+ * gateway to report: "avx512f", "avx2" or "baseline". */
+const char *gateway_lora_isa(void) {
+#if CLONES
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return "avx512f";
+    if (__builtin_cpu_supports("avx2")) return "avx2";
+#endif
+    return "baseline";
 }

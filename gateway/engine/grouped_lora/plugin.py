@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from gateway.engine.grouped_lora import kernel
 
@@ -24,13 +25,16 @@ PATCHED = (
 )  # fmt: skip
 
 
-def announce(enabled: bool, with_kernel: bool = True) -> None:
+def announce(enabled: bool, with_kernel: bool | str = True) -> None:
     """Tell the engine processes started after this call whether to use the grouped ops,
-    and with them the C kernel for decode-sized batches (``kernel.py``)."""
+    and with them the C kernel for decode-sized batches (``kernel.py``): True the shipped
+    one, ``"build"`` one compiled at engine start (development), False none."""
     os.environ[ENV_VAR] = "1" if enabled else "0"
-    os.environ[KERNEL_ENV_VAR] = "1" if with_kernel else "0"
+    chosen = kernel.BUILD if with_kernel == kernel.BUILD else "1" if with_kernel else "0"
+    os.environ[KERNEL_ENV_VAR] = chosen
     log.info("grouped CPU LoRA path: %s (setting grouped_lora), C kernel: %s (lora_kernel)",
-             "on" if enabled else "off", "on" if with_kernel and enabled else "off")  # fmt: skip
+             "on" if enabled else "off",
+             {"1": "shipped", "0": "off"}.get(chosen, chosen) if enabled else "off")  # fmt: skip
 
 
 def register() -> None:
@@ -60,16 +64,17 @@ def register() -> None:
     log.info("grouped CPU LoRA path installed in vLLM's punica_cpu (pid %d)", os.getpid())
 
 
-def status() -> dict[str, bool]:
-    """What this process runs, for the gateway to log (asked through the worker extension,
-    since the engine's own process does not show the gateway's log lines): the grouped
-    path, and the C kernel built for it (built here if not yet, so before the first
-    request rather than during it)."""
+def status() -> dict[str, Any]:
+    """What this process runs, for the gateway to report (asked through the worker
+    extension, since the engine's own process does not show the gateway's log lines):
+    the grouped path, and the kernel it serves decode batches with (``kernel.describe``:
+    e.g. ``shipped-avx2``, ``torch-fallback``, loaded here if not yet, so before the first
+    request rather than during it); ``none`` without the grouped path."""
     try:
         from vllm.lora.punica_wrapper import punica_cpu
 
         from gateway.engine.grouped_lora import fused
     except ImportError:  # a build without the CPU wrapper
-        return {"grouped": False, "kernel": False}
+        return {"grouped": False, "kernel": "none"}
     grouped = punica_cpu.PunicaWrapperCPU.add_lora_linear is fused.add_lora_linear
-    return {"grouped": grouped, "kernel": grouped and kernel.load() is not None}
+    return {"grouped": grouped, "kernel": kernel.describe() if grouped else "none"}

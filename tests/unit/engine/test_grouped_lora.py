@@ -10,8 +10,10 @@ slot -1 for a base-model token (see ``test_a_base_model_token_gets_no_lora_term`
 from __future__ import annotations
 
 import logging
-import shutil
+import subprocess
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +30,7 @@ from gateway.engine.grouped_lora import fused, kernel, logits, ops, plugin
 VLLM_ADD_LORA_LINEAR = fused.ORIGINAL or punica_cpu.PunicaWrapperCPU.add_lora_linear
 VLLM_ADD_LORA_LOGITS = logits.ORIGINAL or punica_cpu.PunicaWrapperCPU.add_lora_logits
 
+ROOT = Path(__file__).resolve().parents[3]
 SLOTS, RANK, HIDDEN = 4, 8, 48
 # Token -> adapter slot, -1 = base model. Prefill: runs per request (one adapter twice);
 # decode: one token per request, adapters interleaved.
@@ -288,6 +291,8 @@ def test_vllm_finds_the_plugin_and_the_setting_shares_its_variable(
     monkeypatch.setenv(plugin.KERNEL_ENV_VAR, "1")
     plugin.announce(False, with_kernel=False)
     assert Settings().grouped_lora is False and Settings().lora_kernel is False
+    plugin.announce(True, with_kernel="build")  # the development opt-in travels too
+    assert Settings().lora_kernel == "build" and kernel.mode() == "build"
 
 
 # The fused linear path (``fused.add_lora_linear``) against vLLM's own add_lora_linear with
@@ -315,12 +320,11 @@ def _wrapper(token_ids: list[int], is_prefill: bool) -> punica_cpu.PunicaWrapper
 
 
 def _kernel_built() -> bool:
-    """The C kernel, where this machine has a compiler: a build failure there fails."""
-    if shutil.which("cc") is None and shutil.which("gcc") is None:
-        pytest.skip(
-            "no C compiler on PATH: the kernel is not built (scripts/setup.sh installs gcc)"
-        )
-    assert kernel.load() is not None, "the LoRA decode kernel did not build: see the log"
+    """The C kernel the package shipped (built by its install, ``setup.py``); missing,
+    reinstall with a C compiler: ``pip install --no-deps -e .``."""
+    assert kernel.SHIPPED.is_file(), f"{kernel.SHIPPED} missing: pip install --no-deps -e ."
+    assert kernel.load() is not None, "the shipped LoRA decode kernel did not load: see the log"
+    assert kernel.describe().startswith("shipped-"), kernel.describe()
     return True
 
 
@@ -406,19 +410,34 @@ def test_a_float32_model_is_left_to_the_torch_ops(vllm_ops: dict[str, object]) -
     assert_same(got, want)
 
 
-@pytest.mark.parametrize(("variable", "value"), [("CC", "false"), (kernel.ENV_VAR, "0")])
+WITHOUT_KERNEL = {
+    "off": ({kernel.ENV_VAR: "0"}, False, "off", "kernel off"),
+    "not-shipped": ({kernel.ENV_VAR: "1"}, True, "torch-fallback",
+                    "not built when the package was installed"),
+    "build-fails": ({kernel.ENV_VAR: "build", "CC": "false"}, False, "torch-fallback",
+                    "did not build"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", WITHOUT_KERNEL)
 def test_without_a_kernel_the_torch_ops_serve(
-    variable: str, value: str, vllm_ops: dict[str, object], monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    case: str, vllm_ops: dict[str, object], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path,
 ) -> None:  # fmt: skip
-    """A compiler that fails (here ``false``) or the setting off: no kernel, a log line
-    saying so, and the same answers from the torch ops; nothing is left in the temp dir."""
-    monkeypatch.setenv(variable, value)
-    kernel.load.cache_clear()
+    """The setting off, a package installed without a compiler (no shipped library), or
+    the ``build`` opt-in with a compiler that fails (here ``false``): no kernel, a log line
+    saying so, ``describe`` says which, and the same answers from the torch ops."""
+    variables, missing, described, logged = WITHOUT_KERNEL[case]
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    if missing:
+        monkeypatch.setattr(kernel, "SHIPPED", tmp_path / "liblora_kernel.so")
+    kernel.reset()
     try:
         with caplog.at_level(logging.INFO, logger=kernel.__name__):
             assert kernel.load() is None
-        assert "kernel" in caplog.text and ("did not build" in caplog.text or "off" in caplog.text)
+        assert kernel.describe() == described
+        assert logged in caplog.text
         token_ids = [11, 13, 0, 12]
         wrapper = _wrapper(token_ids, False)
         a, b = (weights(RANK, HIDDEN, torch.bfloat16, 41),), (weights(8, RANK, torch.bfloat16, 42),)
@@ -430,8 +449,39 @@ def test_without_a_kernel_the_torch_ops_serve(
         fused.add_lora_linear(wrapper, got, x, a, b, 0.5, (8,))
         assert_same(got, want)
     finally:
-        kernel.load.cache_clear()
+        kernel.reset()
         fused._WEIGHTS.clear()
+
+
+LOADED_WITHOUT_A_COMPILER = """
+import os, sys
+from gateway.engine.grouped_lora import kernel
+lib = kernel.load()
+maps = open("/proc/self/maps").read()
+print(kernel.describe(), str(kernel.SHIPPED) in maps, lib is not None)
+"""
+
+
+def test_the_shipped_kernel_loads_without_a_compiler_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """What a runtime image without gcc does: no compiler on PATH, ``CC`` a failing one,
+    an empty private temp dir: the library is mapped from the package directory, the CPU's
+    clone is named, and the temp dir stays empty (nothing is built or copied at start)."""
+    _kernel_built()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"PATH": str(tmp_path / "no-bin"), "CC": "/bin/false", "TMPDIR": str(temp),
+           "HOME": str(tmp_path), kernel.ENV_VAR: "1", "PYTHONPATH": str(ROOT)}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED_WITHOUT_A_COMPILER], env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    described, mapped, loaded = done.stdout.split()
+    assert described.startswith("shipped-") and mapped == "True" and loaded == "True"
+    assert described in ("shipped-avx512f", "shipped-avx2", "shipped-baseline")
+    assert list(temp.iterdir()) == []
 
 
 def test_the_fused_plan_and_weights_follow_vllms_in_place_writes(
