@@ -74,6 +74,31 @@ class DropLog:
         return True
 
 
+class QuietRepeats(logging.Filter):
+    """Lets each of uvicorn's per-connection warnings (``Invalid HTTP request received.``)
+    through at most once per ``interval_s``: any client can cause one per connection."""
+
+    def __init__(
+        self, interval_s: float = LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or record.exc_info:  # errors keep their traces
+            return True
+        message, now = str(record.msg), self.clock()
+        last = self._last.get(message)
+        if last is not None and now - last < self.interval_s:
+            return False
+        if len(self._last) > 100:  # uvicorn's messages are few and fixed; stay bounded anyway
+            self._last.clear()
+        self._last[message] = now
+        return True
+
+
 class ConnectionGuard:
     """Open connections per listener and per client address, with their metrics.
 

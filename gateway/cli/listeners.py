@@ -31,6 +31,7 @@ from gateway.cli.connections import (
     OPERATOR_CONNECTIONS,
     ConnectionGuard,
     ConnectionLimits,
+    QuietRepeats,
 )
 from gateway.common.usage import UsageError
 from gateway.config import Settings
@@ -253,4 +254,6 @@ def run(app: Any, settings: Settings) -> None:
         host, port = sock.getsockname()[:2]
         kind = "operator" if port in guard.operator_ports else "public"
         log.info("listening on http://%s:%d (%s)", host, port, kind)
-    uvicorn.Server(uvicorn.Config(app, **serve_options(settings, guard))).run(sockets=sockets)
+    config = uvicorn.Config(app, **serve_options(settings, guard))  # configures logging
+    logging.getLogger("uvicorn.error").addFilter(QuietRepeats())
+    uvicorn.Server(config).run(sockets=sockets)

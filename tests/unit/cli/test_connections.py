@@ -16,6 +16,7 @@ from gateway.cli.connections import (
     ConnectionGuard,
     ConnectionLimits,
     DropLog,
+    QuietRepeats,
 )
 
 
@@ -101,3 +102,18 @@ def test_drop_log_says_it_once_per_interval_and_counts_the_rest(
         "client cap: refused 10.0.0.1",
         "head timeout: closed client 5; 4 more since the last such line",
     ]
+
+
+def test_uvicorns_per_connection_warnings_pass_once_per_interval() -> None:
+    now = [0.0]
+    quiet = QuietRepeats(interval_s=10, clock=lambda: now[0])
+
+    def record(msg: str, level: int = logging.WARNING) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", level, __file__, 1, msg, None, None)
+
+    invalid = "Invalid HTTP request received."
+    assert [quiet.filter(record(invalid)) for _ in range(3)] == [True, False, False]
+    assert quiet.filter(record("Unsupported upgrade request."))  # another message
+    assert quiet.filter(record("Started server process", logging.INFO))  # info passes
+    now[0] += 10
+    assert quiet.filter(record(invalid))
