@@ -114,6 +114,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     cfg = train_config(args)
     require_file(cfg.out_dir / "manifest.json", f"adapter {cfg.name}/{cfg.version}: manifest")
+    manifest = json.loads((cfg.out_dir / "manifest.json").read_text(encoding="utf-8"))
+    answer = (manifest.get("training") or {}).get("answer")
+    if answer in ("structured", "text"):
+        raise UsageError(f"adapter {cfg.name}/{cfg.version} is a {answer} adapter; "
+                         "`gateway eval` scores classification adapters")  # fmt: skip
     evaluate_adapter(cfg.out_dir, cfg, load_settings())
     return 0
 

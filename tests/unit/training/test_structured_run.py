@@ -155,3 +155,16 @@ def test_an_answer_outside_the_schema_publishes_nothing(
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "answers match schema: 1 of 6 fail 'ticket'" in err and "nothing was trained" in err
     assert not (tmp_path / "store").exists()
+
+
+def test_eval_refuses_a_structured_adapter_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write(tmp_path, [chat_row(t, a) for t, a in TICKETS])
+    folder = tmp_path / "store" / "ticket" / "v1"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"training": {"answer": "structured"}}))
+    argv = ["eval", "name=ticket", f"data={data}", f"out_root={tmp_path / 'store'}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a structured adapter" in err
