@@ -117,6 +117,8 @@ def _type(annotation: Any) -> str:
     if origin in (Union, types.UnionType) and type(None) in args:
         (inner,) = (arg for arg in args if arg is not type(None))
         return f"{_type(inner)}, optional"
+    if origin in (Union, types.UnionType):  # e.g. lora_kernel: a bool or "build"
+        return " or ".join(_type(arg) for arg in args)
     if origin is list:
         return f"list of {_type(args[0])}s"
     if origin is dict:

@@ -132,6 +132,28 @@ def test_kubernetes_manifests_validate_offline() -> None:
         kubernetes_validate.validate(broken, version, strict=True)
 
 
+def test_the_cpu_image_has_no_compiler_and_runs_on_a_read_only_root() -> None:
+    """The LoRA kernel is compiled in the build stage (setup.py, copied there) and the
+    runtime stage installs no compiler; the pod's root is read-only and what must be
+    written (/tmp, the image user's home with its caches) is an emptyDir."""
+    dockerfile = (DEPLOY / "docker" / "Dockerfile.cpu").read_text()
+    build, runtime = dockerfile.rsplit("\nFROM ", 1)
+    assert re.search(r"^COPY .*\bsetup\.py\b", build, re.MULTILINE)
+    assert "kernel.describe().startswith('shipped-')" in build  # the image build checks it
+    installed = " ".join(re.findall(r"apt-get install ([^&]*)", runtime))
+    assert installed and not re.search(r"\b(gcc|g\+\+|clang|cc|build-essential)\b", installed)
+    home = re.search(r"--home-dir (\S+)", runtime)
+    assert home is not None
+    deployment = next(d for _, d in _k8s_documents() if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounted = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    scratch = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    for path in ("/tmp", home.group(1)):
+        assert mounted.get(path) in scratch, f"{path} must be a writable emptyDir"
+
+
 def test_kubernetes_config_is_a_valid_gateway_config(tmp_path, monkeypatch) -> None:
     """The ConfigMap's settings and tenants load with the gateway's own parsers."""
     from gateway.config import Settings

@@ -85,7 +85,8 @@ def setup_copy(tmp_path: Path, torch_metadata: str | None) -> Path:
     """The files setup.sh reads, in a scratch repository, with a fresh .venv holding at
     most a torch's metadata (no code: the script stops before it would import it)."""
     for name in ("scripts/setup.sh", "scripts/torch_plan.py", "pyproject.toml",
-                 "tools/pyproject.toml"):  # fmt: skip
+                 "tools/pyproject.toml", "setup.py",
+                 "gateway/engine/grouped_lora/kernel.c"):  # fmt: skip
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text((REPO_ROOT / name).read_text())
     if torch_metadata is not None:
