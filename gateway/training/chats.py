@@ -73,7 +73,7 @@ def chat_messages(raw: dict[str, Any], where: str) -> tuple[Message, ...]:
     """The conversation up to its last trained answer."""
     listed = raw["messages"]
     if not isinstance(listed, list) or not listed:
-        raise UsageError(f"{where}: 'messages' must be a non-empty list")
+        raise UsageError(f"{where}: 'messages' must be a list, with at least one message")
     if raw.get("tools") or raw.get("functions"):
         raise UsageError(f"{where}: tool definitions cannot be trained here")
     messages = [_message(m, i + 1, where) for i, m in enumerate(listed)]
@@ -87,6 +87,8 @@ def chat_messages(raw: dict[str, Any], where: str) -> tuple[Message, ...]:
 
 def prompt_messages(raw: dict[str, Any], where: str) -> tuple[Message, ...]:
     """A prompt/completion pair as a one-turn conversation."""
+    if not isinstance(raw["prompt"], str) or not isinstance(raw["completion"], str):
+        raise UsageError(f"{where}: 'prompt' and 'completion' must be strings")
     prompt = field_text(raw["prompt"], "'prompt'", where)
     completion = field_text(raw["completion"], "'completion'", where)
     return Message("user", prompt), Message("assistant", completion, 1)

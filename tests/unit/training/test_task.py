@@ -99,9 +99,9 @@ USER, BOT = {"role": "user", "content": "hi"}, {"role": "assistant", "content": 
         ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}, BOT]},
          "only text content parts"),
         ({"messages": [{"role": "user", "content": "x" * 40_000}, BOT]}, "the limit is 32,000"),
-        ({"messages": []}, "non-empty list"),
+        ({"messages": []}, "'messages' must be a list, with at least one message"),
         ({"prompt": "", "completion": "x"}, "'prompt' is empty"),
-        ({"prompt": "p", "completion": 4}, "'completion' must be a string"),
+        ({"prompt": "p", "completion": 4}, "'prompt' and 'completion' must be strings"),
     ],
 )  # fmt: skip
 def test_bad_openai_rows_name_the_line(tmp_path: Path, row: dict, problem: str) -> None:
