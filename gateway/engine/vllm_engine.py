@@ -193,8 +193,10 @@ class VllmEngine:
         log.info("LoRA path in the engine process: %s, C decode kernel: %s",
                  "grouped" if self.lora_path["grouped"] else "vLLM's own",
                  self.lora_path["kernel"])  # fmt: skip
-        signum = (await self._llm.collective_rpc("gateway_death_signal"))[0]
-        log.info("the engine worker dies with the engine core: %s", signum == signal.SIGKILL)
+        armed = (await self._llm.collective_rpc("gateway_death_signal"))[0] == signal.SIGKILL
+        # False: the lifeline plugin did not run (VLLM_PLUGINS, stale package metadata)
+        say = log.info if armed else log.warning
+        say("the engine worker dies with the engine core: %s", armed)
         probe = GenerationParams(
             request_id=f"ready-probe-{uuid.uuid4().hex}",
             prompt_token_ids=self.encode_chat([{"role": "user", "content": "Hi"}]),

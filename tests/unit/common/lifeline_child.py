@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gateway.common import lifeline
@@ -53,9 +54,11 @@ def main(mode: str, go_file: str) -> None:
     if mode != "plain":
         lifeline.hand_down()
     config = None if mode == "late" else LoadsPlugins()
-    spawn = multiprocessing.get_context("spawn")
-    spawn.Process(target=engine_core, args=(go_file, config)).start()
-    time.sleep(120)
+    core = multiprocessing.get_context("spawn").Process(target=engine_core, args=(go_file, config))
+    # started from a pool thread that lives on, as the gateway's asyncio.to_thread does
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(core.start).result()
+        time.sleep(120)
 
 
 if __name__ == "__main__":
