@@ -10,8 +10,9 @@ with banking77/v2 after 60 to 90 characters and with demo/v1 after ~40, on free 
 these adapters were never trained to write); the probabilities bound that drift (demo/v1's
 confidence moved by 0.028 in one run).
 
-With the path on, decode steps go through the C kernel (``kernel.c``) where the machine
-has a C compiler, as this project's setup installs one.
+With the path on, decode steps go through the C kernel (``kernel.c``) that the package's
+install built (``setup.py``); the engine loads it from the package directory, and
+``/ready`` names it.
 
 The unit tests (tests/unit/engine/test_grouped_lora.py) hold the ops to vLLM's within a
 stated tolerance; this one shows that the plugin is installed where vLLM runs and that
@@ -76,8 +77,11 @@ def classify(url: str, adapter: str, prompt: str) -> dict[str, float]:
     return {item["intent"]: item["probability"] for item in value["top_k"]}
 
 
-def answers(store: Path, log: Path, grouped: bool) -> dict[tuple[str, str], object]:
-    """Every (model, prompt) pair sent at once, so base and adapter tokens share batches."""
+def answers(
+    store: Path, log: Path, grouped: bool
+) -> tuple[dict[tuple[str, str], object], dict[str, object]]:
+    """Every (model, prompt) pair sent at once, so base and adapter tokens share batches;
+    and what ``/ready`` said."""
     versions = {name: source.name for name, source in ADAPTERS.items()}
     env = {**SMALL_ENGINE, "GATEWAY_GROUPED_LORA": "1" if grouped else "0"}
     jobs = [(model, prompt) for prompt in PROMPTS for model in (*CHAT_MODELS, *ADAPTERS)]
@@ -90,22 +94,25 @@ def answers(store: Path, log: Path, grouped: bool) -> dict[tuple[str, str], obje
         launch(log, adapters=versions, store=store, env=env, timeout_s=600) as gw,
         ThreadPoolExecutor(max_workers=len(jobs)) as pool,
     ):
-        return dict(zip(jobs, pool.map(run, jobs), strict=True))
+        ready = httpx.get(f"{gw.url}/ready", timeout=30).json()
+        return dict(zip(jobs, pool.map(run, jobs), strict=True)), ready
 
 
 def test_base_and_two_adapters_answer_alike_with_the_grouped_path_on_and_off(
     store: Path, tmp_path: Path
 ) -> None:
-    on = answers(store, tmp_path / "on.log", grouped=True)
-    off = answers(store, tmp_path / "off.log", grouped=False)
+    on, ready_on = answers(store, tmp_path / "on.log", grouped=True)
+    off, ready_off = answers(store, tmp_path / "off.log", grouped=False)
     on_log = (tmp_path / "on.log").read_text()
     assert "grouped CPU LoRA path installed" in on_log
-    kernel = "built" if shutil.which("cc") or shutil.which("gcc") else "not used"
+    kernel = ready_on["lora"]["kernel"]  # type: ignore[index]
+    assert kernel in ("shipped-avx512f", "shipped-avx2", "shipped-baseline"), ready_on
     assert f"LoRA path in the engine process: grouped, C decode kernel: {kernel}" in on_log
     off_log = (tmp_path / "off.log").read_text()
     assert "grouped CPU LoRA path: off" in off_log
     assert "grouped CPU LoRA path installed" not in off_log
-    assert "LoRA path in the engine process: vLLM's own, C decode kernel: not used" in off_log
+    assert "LoRA path in the engine process: vLLM's own, C decode kernel: none" in off_log
+    assert ready_off["lora"] == {"path": "vllm", "kernel": "none"}
     for prompt in PROMPTS:
         assert on[("base", prompt)] == off[("base", prompt)], prompt
         for adapter in ADAPTERS:
