@@ -40,7 +40,7 @@ def test_new_schemas_past_the_tenants_budget_get_429_and_seen_ones_stay_free(
     client, engine, _ = tenant_gateway
     engine.outputs[0].text = ANSWER
     strict = new_tenant(client, "strict", schema_compile_budget_per_minute=1)
-    other = new_tenant(client, "other")  # the server's budget (30)
+    other = new_tenant(client, "roomy")  # the server's budget (30)
 
     def chat(key: str, variant: int):
         return client.post("/v1/chat/completions", json=schema_request(variant), headers=auth(key))
@@ -61,7 +61,7 @@ def test_new_schemas_past_the_tenants_budget_get_429_and_seen_ones_stay_free(
                   reason="schema_budget") == 1  # fmt: skip
     # first tokens of new-schema requests: one per schema the server had not seen
     first_tokens = "gateway_new_schema_first_token_seconds_count"
-    assert sample(client, first_tokens, tenant="other") == 2
+    assert sample(client, first_tokens, tenant="roomy") == 2
     assert sample(client, first_tokens, tenant="strict") == 1
 
 
