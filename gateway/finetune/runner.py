@@ -187,7 +187,8 @@ class JobRunner:
         (folder / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
         threads = str(spec["threads"])
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-               "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+               "TOKENIZERS_PARALLELISM": "false",
+               "GATEWAY_FINETUNE_PARENT": str(os.getpid())}  # fmt: skip
         command = ["nice", "-n", str(self.config.nice), *self.config.command, str(folder)]
         with (folder / "worker.log").open("ab") as out:
             process = await asyncio.create_subprocess_exec(

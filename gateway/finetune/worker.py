@@ -32,6 +32,7 @@ from gateway.training.config import TrainConfig
 from gateway.training.recipe import DataCheckFailed, train
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+PARENT_ENV = "GATEWAY_FINETUNE_PARENT"  # the pid of the gateway that started the worker
 KEEP_CHECKPOINTS = 3  # the last epochs' weights on disk; every epoch's metrics are kept
 
 
@@ -145,8 +146,13 @@ def _stop(signum: int, _frame: Any) -> None:
 def die_with_parent() -> None:
     """SIGKILL this worker when the gateway that started it dies, however it dies. A
     gateway that crashed leaves no worker training on (or stopped by ``serving_first``
-    forever); the next start fails the job and removes what it left in the store."""
-    parent = os.getppid()
+    forever); the next start fails the job and removes what it left in the store.
+
+    The gateway names itself in ``PARENT_ENV``: this runs after the training imports
+    (seconds), and a gateway killed meanwhile has already left this worker to PID 1,
+    which ``os.getppid()`` alone cannot tell from a live parent."""
+    named = os.environ.get(PARENT_ENV, "")
+    parent = int(named) if named.isdigit() else os.getppid()
     if sys.platform == "linux":
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

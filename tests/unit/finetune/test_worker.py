@@ -118,6 +118,32 @@ def test_a_worker_dies_with_the_gateway_that_started_it() -> None:
         time.sleep(0.05)
 
 
+def test_a_worker_whose_gateway_died_during_its_imports_exits(tmp_path: Path) -> None:
+    """The gateway names itself: killed while the worker still imported the recipe, it
+    has left the worker to PID 1, which must then exit instead of training on."""
+    marker = tmp_path / "trained-on"
+    child = (
+        "import time\n"
+        "time.sleep(1.0)\n"  # the training imports; the gateway dies meanwhile
+        "from gateway.finetune.worker import die_with_parent\n"
+        "die_with_parent()\n"
+        f"open({str(marker)!r}, 'w').close()\n"
+    )
+    gateway = (
+        "import os, subprocess, sys\n"
+        "env = {**os.environ, 'GATEWAY_FINETUNE_PARENT': str(os.getpid())}\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}], env=env)\n"
+        "print(p.pid, flush=True)\n"
+    )  # exits at once: the worker outlives it and is re-parented
+    parent = subprocess.run([sys.executable, "-c", gateway], capture_output=True, check=True)
+    worker = int(parent.stdout)
+    deadline = time.monotonic() + 30
+    while alive(worker):
+        assert time.monotonic() < deadline, "the orphaned worker kept running"
+        time.sleep(0.05)
+    assert not marker.exists()
+
+
 def alive(pid: int) -> bool:
     """Running or stopped; a zombie (dead, not yet reaped) is not alive."""
     try:
