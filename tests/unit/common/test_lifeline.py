@@ -16,17 +16,9 @@ from pathlib import Path
 import pytest
 
 from gateway.common import lifeline
+from tests.processes import alive
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
-
-
-def alive(pid: int) -> bool:
-    """Running or stopped; a zombie (dead, not yet reaped) is not alive."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def gone_within(pids: list[int], seconds: float) -> list[int]:

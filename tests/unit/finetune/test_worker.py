@@ -16,6 +16,7 @@ import pytest
 
 from gateway.finetune.worker import KEEP_CHECKPOINTS, EventLog, run
 from gateway.models import ModelInfo
+from tests.processes import alive
 from tests.unit.training.conftest import base, tiny_base  # noqa: F401 (fixtures)
 from tests.unit.training.runs import ROWS
 
@@ -142,12 +143,3 @@ def test_a_worker_whose_gateway_died_during_its_imports_exits(tmp_path: Path) ->
         assert time.monotonic() < deadline, "the orphaned worker kept running"
         time.sleep(0.05)
     assert not marker.exists()
-
-
-def alive(pid: int) -> bool:
-    """Running or stopped; a zombie (dead, not yet reaped) is not alive."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
